@@ -1,0 +1,89 @@
+"""Native backend: the cffi module qinfer._native built from csrc/.
+
+C entry points follow one naming scheme:
+    int qi_quantize_<key>_<quantizer>(const float *x, uint8_t *out,
+                                      int64_t nrows, int64_t n_per_row,
+                                      const float *imatrix /* or NULL */);
+    int qi_dequantize_<key>(const uint8_t *in, float *out, int64_t n);
+cffi releases the GIL around each call, so rows are split over Python threads.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import QinferError
+from ._dispatch import alloc_blocks, missing, row_ranges
+
+from qinfer._native import ffi, lib  # noqa: E402  (ImportError = not built)
+
+SIMD_NAMES = {0: "scalar", 1: "avx2+fma+f16c", 2: "neon", 3: "neon+dotprod"}
+FEATURE_BITS = {"avx2": 1, "fma": 2, "f16c": 4, "avx512f": 8, "neon": 16, "dotprod": 32, "i8mm": 64}
+
+
+def cpu_features():
+    f = lib.qi_cpu_features()
+    return [name for name, bit in FEATURE_BITS.items() if f & bit]
+
+
+def _apply_simd_env():
+    want = os.environ.get("QINFER_SIMD", "").strip().lower()
+    if not want:
+        return
+    levels = {v: k for k, v in SIMD_NAMES.items()}
+    levels.update({"avx2": 1, "neon": 2, "dotprod": 3, "best": -1})
+    if want not in levels or lib.qi_set_simd_level(levels[want]) < 0:
+        raise QinferError(f"QINFER_SIMD={want} is not possible on this CPU "
+                          f"(best: {SIMD_NAMES[lib.qi_best_simd_level()]})")
+
+
+_apply_simd_env()
+
+
+def ptr(arr, ctype):
+    return ffi.cast(ctype, ffi.from_buffer(arr)) if arr is not None else ffi.NULL
+
+
+def check(rc, what):
+    if rc != 0:
+        raise QinferError(f"native {what} failed with code {rc}")
+
+
+class Backend:
+    name = "native"
+
+    def describe(self):
+        return (f"C core, SIMD {SIMD_NAMES.get(lib.qi_simd_level())}, "
+                f"built with {ffi.string(lib.qi_build_info()).decode()}")
+
+    def _fn(self, name):
+        fn = getattr(lib, name, None)
+        if fn is None:
+            missing(self.name, name)
+        return fn
+
+    def quantize(self, qt, quantizer, x, imatrix, n_threads=None):
+        fn = self._fn(f"qi_quantize_{qt.key}_{quantizer}")
+        out = alloc_blocks(qt, x)
+        nrows, n = x.shape
+        imp = ptr(imatrix, "const float *")
+        threads = n_threads or os.cpu_count() or 1
+        # Below ~1M elements thread start-up costs more than it saves.
+        if threads <= 1 or nrows < 2 or x.size < (1 << 20):
+            check(fn(ptr(x, "const float *"), ptr(out, "uint8_t *"), nrows, n, imp), fn.__name__)
+            return out
+
+        def work(rng):
+            a, b = rng
+            check(fn(ptr(x[a:b], "const float *"), ptr(out[a:b], "uint8_t *"), b - a, n, imp),
+                  fn.__name__)
+
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(work, row_ranges(nrows, threads)))
+        return out
+
+    def dequantize(self, qt, rows, n_per_row):
+        fn = self._fn(f"qi_dequantize_{qt.key}")
+        out = np.empty((rows.shape[0], n_per_row), dtype=np.float32)
+        check(fn(ptr(rows, "const uint8_t *"), ptr(out, "float *"), out.size), fn.__name__)
+        return out

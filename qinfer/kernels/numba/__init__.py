@@ -1,0 +1,1 @@
+"""Numba implementations, one module per type family (see numba_backend)."""

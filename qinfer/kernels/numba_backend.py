@@ -1,0 +1,30 @@
+"""Numba backend: jitted kernels in qinfer.kernels.numba.<family>.
+
+Same function names and signatures as the numpy reference (see
+numpy_backend); the modules parallelise over rows with prange.
+"""
+import importlib
+
+import numba  # noqa: F401  (import error here = backend unavailable)
+
+from ._dispatch import missing
+
+
+class Backend:
+    name = "numba"
+
+    def describe(self):
+        return f"numba {numba.__version__} (jitted, cached on first use)"
+
+    def _fn(self, qt, prefix):
+        mod = importlib.import_module(f"qinfer.kernels.numba.{qt.module}")
+        fn = getattr(mod, prefix, None)
+        if fn is None:
+            missing(self.name, f"{prefix} ({qt.name})")
+        return fn
+
+    def quantize(self, qt, quantizer, x, imatrix, n_threads=None):
+        return self._fn(qt, f"quantize_{qt.key}_{quantizer}")(x, imatrix)
+
+    def dequantize(self, qt, rows, n_per_row):
+        return self._fn(qt, f"dequantize_{qt.key}")(rows, n_per_row)
