@@ -1,0 +1,75 @@
+"""The Mistral / Mixtral forward pass over a KV cache.
+
+For new tokens at positions pos0 .. pos0+n-1:
+
+    x = embed(tokens)
+    for each layer:
+        x = x + attention(rms_norm(x) * attn_norm)       # RoPE'd Q/K, GQA, causal (+ window)
+        x = x + ffn(rms_norm(x) * ffn_norm)              # SwiGLU, or the MoE of SwiGLU experts
+    logits = output(rms_norm(x) * output_norm)
+
+Kernels (matmul from qinfer.kernels' backends, the other ops from
+qinfer.kernels.ops) do the arithmetic; this module only orchestrates.
+"""
+import numpy as np
+
+from . import quants
+from .kernels.ops import get_ops
+from .model_weights import DenseFFN
+from .moe import moe_ffn
+
+
+class Forward:
+    def __init__(self, hp, weights, cache, backend, n_threads=None):
+        self.hp, self.w, self.cache = hp, weights, cache
+        self.be = backend
+        self.ops = get_ops(backend)
+        self.n_threads = n_threads
+        # Until every backend has matmul, fall back to dequantize + numpy.
+        self._has_matmul = hasattr(backend, "matmul")
+
+    # -- building blocks ---------------------------------------------------------
+
+    def linear(self, m, x):
+        """x @ W.T for a weight matrix m (quantized rows), x float32 [n, n_in]."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._has_matmul:
+            return self.be.matmul(m.qtype, m.data, x, n_threads=self.n_threads)
+        w = quants.dequantize(m.data, m.qtype, (m.n_out, m.n_in), backend=self.be)
+        return x @ w.T
+
+    def embed(self, ids):
+        m = self.w.token_embd
+        return quants.dequantize(m.data[ids], m.qtype, (len(ids), m.n_in), backend=self.be)
+
+    def attention(self, i, layer, h, pos0, pos):
+        hp, ops, n = self.hp, self.ops, h.shape[0]
+        q = self.linear(layer.wq, h).reshape(n, hp.n_head, hp.head_dim)
+        k = self.linear(layer.wk, h).reshape(n, hp.n_head_kv, hp.head_dim)
+        v = self.linear(layer.wv, h).reshape(n, hp.n_head_kv, hp.head_dim_v)
+        ops.rope(q, pos, hp.rope_base)
+        ops.rope(k, pos, hp.rope_base)
+        self.cache.write(i, pos0, k, v)
+        o = ops.attention(q, self.cache.k[i], self.cache.v[i], pos0, hp.sliding_window)
+        return self.linear(layer.wo, o.reshape(n, hp.n_head * hp.head_dim_v))
+
+    def ffn(self, layer, h):
+        f = layer.ffn
+        if isinstance(f, DenseFFN):
+            return self.linear(f.down, self.ops.silu_mul(self.linear(f.gate, h), self.linear(f.up, h)))
+        return moe_ffn(h, f, self.hp.n_expert_used, self.linear, self.ops)
+
+    # -- the pass ----------------------------------------------------------------
+
+    def __call__(self, ids, pos0, last_only=False):
+        """Logits (float32 [n, n_vocab], or [1, n_vocab] with last_only) of
+        tokens `ids` (int array) placed at positions pos0.., filling the cache."""
+        hp, ops, eps = self.hp, self.ops, self.hp.rms_eps
+        pos = np.arange(pos0, pos0 + len(ids), dtype=np.int32)
+        x = self.embed(ids)
+        for i, layer in enumerate(self.w.layers):
+            x += self.attention(i, layer, ops.rms_norm(x, layer.attn_norm, eps), pos0, pos)
+            x += self.ffn(layer, ops.rms_norm(x, layer.ffn_norm, eps))
+        if last_only:
+            x = x[-1:]
+        return self.linear(self.w.output, ops.rms_norm(x, self.w.output_norm, eps))

@@ -1,0 +1,102 @@
+"""C implementation of qinfer.kernels.ops (csrc/ops_*.c; semantics in ops.py).
+
+cffi releases the GIL during each call, so attention splits its query heads
+over a few Python threads when there is enough work to pay for them.
+"""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from qinfer._native import lib  # noqa: E402  (ImportError = not built)
+
+from .native_backend import check, ptr
+
+# Below this many multiply-adds a thread hand-off costs more than it saves.
+_PARALLEL_MIN_WORK = 1 << 20
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="qinfer-attn")
+        return _pool
+
+
+def _out(out, shape):
+    return np.empty(shape, dtype=np.float32) if out is None else out
+
+
+def _f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+class NativeOps:
+    name = "native"
+
+    def __init__(self, n_threads=None):
+        self.n_threads = n_threads or os.cpu_count() or 1
+
+    def rms_norm(self, x, w, eps, out=None):
+        x, w = _f32(x), _f32(w)
+        out = _out(out, x.shape)
+        check(lib.qi_rms_norm_f32(ptr(x, "const float *"), ptr(w, "const float *"), ptr(out, "float *"),
+                                  x.shape[0], x.shape[1], float(eps)), "rms_norm")
+        return out
+
+    def rope(self, x, pos, base):
+        if not (x.flags.c_contiguous and x.dtype == np.float32):
+            raise ValueError("rope works in place on a contiguous float32 array")
+        pos = np.ascontiguousarray(pos, dtype=np.int32)
+        n, h, d = x.shape
+        check(lib.qi_rope_norm_f32(ptr(x, "float *"), ptr(pos, "const int32_t *"), n, h, d, float(base)),
+              "rope")
+        return x
+
+    def softmax(self, x, out=None):
+        x = _f32(x)
+        out = _out(out, x.shape)
+        check(lib.qi_softmax_f32(ptr(x, "const float *"), ptr(out, "float *"), x.shape[0], x.shape[1]),
+              "softmax")
+        return out
+
+    def silu_mul(self, gate, up, out=None):
+        gate, up = _f32(gate), _f32(up)
+        out = _out(out, gate.shape)
+        check(lib.qi_silu_mul_f32(ptr(gate, "const float *"), ptr(up, "const float *"), ptr(out, "float *"),
+                                  gate.size), "silu_mul")
+        return out
+
+    def attention(self, q, k_cache, v_cache, pos0, window=0, out=None):
+        q = _f32(q)
+        n, n_head, d = q.shape
+        n_kv_head, dv = k_cache.shape[1], v_cache.shape[2]
+        if k_cache.dtype != v_cache.dtype or k_cache.dtype not in (np.float16, np.float32):
+            raise ValueError("the KV cache must be float16 or float32")
+        if not (k_cache.flags.c_contiguous and v_cache.flags.c_contiguous):
+            raise ValueError("the KV cache must be contiguous")
+        f16 = int(k_cache.dtype == np.float16)
+        out = _out(out, (n, n_head, dv))
+        n_kv = pos0 + n
+        work = n * n_head * n_kv * (d + dv)
+        parts = min(self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
+        scratch = np.empty((parts, n_kv), dtype=np.float32)
+        bounds = np.linspace(0, n_head, parts + 1).astype(int)
+
+        def run(i):
+            check(lib.qi_attention_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
+                                       ptr(v_cache, "const void *"), ptr(out, "float *"),
+                                       ptr(scratch[i], "float *"), n, n_head, n_kv_head, d, dv,
+                                       int(pos0), int(window), int(bounds[i]), int(bounds[i + 1]), f16),
+                  "attention")
+
+        if parts == 1:
+            run(0)
+        else:
+            list(_executor().map(run, range(parts)))
+        return out
