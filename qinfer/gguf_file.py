@@ -171,9 +171,11 @@ class GGUFFile:
         # Each KV pair takes >= 13 bytes and each tensor info >= 28: counts beyond
         # what the file can hold are lies, caught before any loop runs.
         if n_kv > self.file_size // 13:
-            cur.fail(f"header claims {n_kv} metadata entries, more than the file can hold")
+            cur.fail(f"truncated or corrupt: the header claims {n_kv} metadata entries, "
+                     f"more than {self.file_size} bytes can hold")
         if n_tensors > self.file_size // 28:
-            cur.fail(f"header claims {n_tensors} tensors, more than the file can hold")
+            cur.fail(f"truncated or corrupt: the header claims {n_tensors} tensors, "
+                     f"more than {self.file_size} bytes can hold")
         for i in range(n_kv):
             self._read_kv(cur, i)
         self.alignment = self._alignment(cur)
