@@ -1,0 +1,181 @@
+"""Text generation on a loaded Model: sampling loop, stop strings, streaming,
+cancellation and reuse of the KV cache across calls.
+
+    for text in qinfer.generation.generate(model, "Once upon a time", max_tokens=64):
+        print(text, end="", flush=True)
+
+`Model.generate` calls `generate` (and holds the Model's lock while a stream
+runs). The prompt is a string (tokenized with BOS, special tokens such as
+[INST] recognised, as llama.cpp does) or a list of token ids.
+
+Cache reuse: the new prompt's ids are compared with the ids already in the
+Model's KV cache; the cache is truncated to the common prefix and only the rest
+is evaluated (at least the last prompt token, whose logits start sampling). A
+follow-up call that extends an earlier prompt + reply evaluates only what is new.
+
+Generation ends at EOS, at a stop string (not included in the text; text that
+might be the start of a stop string is held back until it is clear), after
+max_tokens, when the KV cache is full (finish_reason "length"), or when
+cancelled: `cancel.set()` on a threading.Event, or closing the generator,
+stops it before the next token is evaluated.
+"""
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import QinferError
+from .sampling import Sampler, SamplingParams
+from .generation_text import StopMatcher, stream_decoder
+
+PROMPT_CHUNK = 64  # prompt tokens per forward call; cancellation is checked between calls
+
+
+@dataclass
+class GenerationStats:
+    """Filled in while a generation runs; pass one as `stats=` to read it."""
+
+    prompt_tokens: int = 0           # tokens in the prompt
+    cached_tokens: int = 0           # of which found in the KV cache (not evaluated again)
+    completion_tokens: int = 0       # tokens generated (EOS not counted)
+    finish_reason: Optional[str] = None   # "stop" | "length" | "cancelled"
+    context_full: bool = False       # stopped because the KV cache was full
+    prompt_seconds: float = 0.0
+    generation_seconds: float = 0.0
+
+    @property
+    def prompt_eval_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens
+
+    @property
+    def prompt_tokens_per_second(self) -> float:
+        return self.prompt_eval_tokens / self.prompt_seconds if self.prompt_seconds else 0.0
+
+    @property
+    def generation_tokens_per_second(self) -> float:
+        return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
+
+
+def prompt_ids(model, prompt, add_bos=True):
+    """Token ids of a prompt given as text or as ids, checked against the vocabulary."""
+    if isinstance(prompt, str):
+        ids = list(model.tokenizer.encode(prompt, add_bos=add_bos, parse_special=True))
+    else:
+        try:
+            ids = [int(t) for t in prompt]
+        except (TypeError, ValueError):
+            raise QinferError("prompt must be a string or a sequence of token ids") from None
+    if not ids:
+        raise QinferError("the prompt is empty: give some text or token ids")
+    bad = [t for t in ids if not 0 <= t < model.n_vocab]
+    if bad:
+        raise QinferError(f"prompt token id {bad[0]} is outside the vocabulary (0..{model.n_vocab - 1})")
+    if len(ids) >= model.n_ctx:
+        raise QinferError(f"context full: the prompt has {len(ids)} tokens and the context holds "
+                          f"{model.n_ctx}; load the model with a larger n_ctx or shorten the prompt")
+    return ids
+
+
+def generate(model, prompt, max_tokens=128, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
+             repeat_penalty=1.1, seed=0, stop=("\n\n",), stream=True, cancel=None, *,
+             frequency_penalty=0.0, presence_penalty=0.0, penalty_last_n=64, add_bos=True,
+             stats=None):
+    """Continue `prompt`. stream=True: a generator of text chunks; stream=False: the text.
+
+    Sampling parameters are llama.cpp's (see qinfer.sampling); temperature 0 is
+    greedy; seed=None draws a random seed. `stats` (a GenerationStats) receives
+    token counts, timings and the finish reason."""
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                            presence_penalty=presence_penalty, penalty_last_n=penalty_last_n,
+                            seed=seed)
+    if not (isinstance(max_tokens, (int, np.integer)) and max_tokens >= 0):
+        raise QinferError(f"max_tokens must be an integer >= 0, got {max_tokens!r}")
+    if isinstance(stop, str):
+        stop = [stop]
+    stops = [s for s in (stop or ()) if s]
+    ids = prompt_ids(model, prompt, add_bos=add_bos)
+    stats = stats if stats is not None else GenerationStats()
+    gen = _run(model, ids, params, stops, int(max_tokens), cancel, stats)
+    return gen if stream else "".join(gen)
+
+
+def _common_prefix(a, b):
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.nonzero(np.asarray(a[:n]) != np.asarray(b[:n]))[0]
+    return int(diff[0]) if diff.size else n
+
+
+def _prefill(model, ids, cancel, stats):
+    """Evaluate the part of `ids` not already cached; logits of the last token,
+    or None if cancelled first."""
+    keep = min(_common_prefix(model.cached_ids, ids), len(ids) - 1)
+    if keep < model.n_past:
+        model.truncate(keep)
+    stats.cached_tokens = keep
+    logits = None
+    for a in range(keep, len(ids), PROMPT_CHUNK):
+        if cancel is not None and cancel.is_set():
+            return None
+        logits = model.eval(ids[a:a + PROMPT_CHUNK], last_only=True)
+    return logits[-1]
+
+
+def _run(model, ids, params, stops, max_tokens, cancel, stats):
+    tokenizer = model.tokenizer
+    eos = tokenizer.eos_id
+    stats.__init__(prompt_tokens=len(ids))   # a stats object may be reused across calls
+    t0 = time.perf_counter()
+    logits = _prefill(model, ids, cancel, stats)
+    t1 = time.perf_counter()
+    stats.prompt_seconds = t1 - t0
+    sampler = Sampler(params)
+    sampler.accept(ids)   # the prompt counts for the repetition penalties (llama.cpp does so)
+    decoder = stream_decoder(tokenizer, ids)
+    stop = StopMatcher(stops)
+    reason = "cancelled" if logits is None else None
+    expected_past = model.n_past
+    try:
+        while reason is None:
+            if stats.completion_tokens >= max_tokens:
+                reason = "length"
+                break
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+                break
+            token = sampler.sample(logits)
+            if token == eos:
+                reason = "stop"
+                break
+            stats.completion_tokens += 1
+            text, hit = stop.push(decoder.feed(token))
+            if text:
+                yield text
+            if hit:
+                reason = "stop"
+                break
+            if stats.completion_tokens >= max_tokens:
+                reason = "length"   # no need to evaluate a token nothing will follow
+                break
+            if model.n_past >= model.n_ctx:
+                reason, stats.context_full = "length", True
+                break
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+                break
+            if model.n_past != expected_past:
+                raise QinferError("the Model's cache changed while this generation was paused "
+                                  "(another call used the Model); generation stopped")
+            logits = model.eval([token], last_only=True)[-1]
+            expected_past += 1
+        if reason != "stop" or not stop.matched:
+            tail = stop.flush(decoder.flush())
+            if tail:
+                yield tail
+    finally:
+        # Also reached when the consumer closes the generator (GeneratorExit).
+        stats.finish_reason = reason or "cancelled"
+        stats.generation_seconds = time.perf_counter() - t1
