@@ -179,3 +179,95 @@ def _run(model, ids, params, stops, max_tokens, cancel, stats):
         # Also reached when the consumer closes the generator (GeneratorExit).
         stats.finish_reason = reason or "cancelled"
         stats.generation_seconds = time.perf_counter() - t1
+
+
+# -- OpenAI-style chat ---------------------------------------------------------------------------------
+
+ROLES = ("system", "user", "assistant")
+
+
+def _check_messages(messages):
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise QinferError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise QinferError(f"message {i} must be a dict with 'role' in {ROLES} and a string "
+                              f"'content', got {m!r}")
+    if messages[-1]["role"] != "user":
+        raise QinferError("the last message must come from the user")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def chat_prompt_ids(model, messages):
+    """Token ids of the conversation rendered with the model's chat template,
+    ready for the assistant's reply."""
+    from .chat_template import render
+
+    text = render(model.metadata, _check_messages(messages), add_generation_prompt=True)
+    return list(model.tokenizer.encode(text, add_bos=False, parse_special=True))
+
+
+def _model_name(model):
+    import os
+
+    return model.metadata.get("general.name") or os.path.basename(getattr(model, "path", "model"))
+
+
+def chat(model, messages, stream=False, max_tokens=512, temperature=0.8, top_k=40, top_p=0.95,
+         min_p=0.05, repeat_penalty=1.1, seed=0, stop=(), cancel=None, stats=None, **sampling):
+    """Answer the last user message of `messages` (OpenAI chat format).
+
+    stream=False: a `chat.completion` dict; stream=True: a generator of
+    `chat.completion.chunk` dicts (the first carries the role, the last the
+    finish_reason and the usage). Earlier turns already in the KV cache are
+    not evaluated again. finish_reason: "stop" (EOS or a stop string),
+    "length" (max_tokens or a full context) or "cancelled"."""
+    import uuid
+
+    ids = chat_prompt_ids(model, messages)
+    stats = stats if stats is not None else GenerationStats()
+    pieces = generate(model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                      top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed,
+                      stop=stop, stream=True, cancel=cancel, stats=stats, **sampling)
+    head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": _model_name(model)}
+    if stream:
+        return _chunks(head, _strip_leading_space(pieces), stats)
+    content = "".join(_strip_leading_space(pieces))
+    return {**head, "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": stats.finish_reason}],
+            "usage": _usage(stats)}
+
+
+def _strip_leading_space(pieces):
+    """Replies start after [/INST]; SentencePiece's word-boundary space before
+    their first word is not part of the answer."""
+    started = False
+    try:
+        for text in pieces:
+            if not started:
+                text = text.lstrip()
+                started = bool(text)
+            if text:
+                yield text
+    finally:
+        pieces.close()
+
+
+def _usage(stats):
+    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.completion_tokens,
+            "total_tokens": stats.prompt_tokens + stats.completion_tokens}
+
+
+def _chunks(head, pieces, stats):
+    def chunk(delta, finish=None):
+        return {**head, "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for text in pieces:
+            yield chunk({"content": text})
+    finally:
+        pieces.close()
+    yield {**chunk({}, stats.finish_reason), "usage": _usage(stats)}

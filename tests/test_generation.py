@@ -304,3 +304,92 @@ def test_prompt_errors():
         generate(m, [])
     with pytest.raises(QinferError, match="outside the vocabulary"):
         generate(m, [1, 100000])
+
+
+# -- chat ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def simple_template(monkeypatch):
+    """Mistral-v1-like prompts for the byte tokenizer. The real chat templates
+    belong to qinfer.chat_template and are tested there and on real models."""
+    from qinfer import generation
+
+    def render_ids(model, messages):
+        generation._check_messages(messages)
+        text = "".join(f"[INST] {m['content']} [/INST]" if m["role"] == "user" else f" {m['content']}\x00"
+                       for m in messages)
+        return model.tokenizer.encode(text)
+
+    monkeypatch.setattr(generation, "chat_prompt_ids", render_ids)
+    return render_ids
+
+
+def chat_model(render_ids, messages, reply):
+    """A scripted model that answers `messages` with `reply`, then EOS."""
+    m = ScriptedModel("")
+    m.script = list(render_ids(m, messages)) + m.tokenizer.encode(reply, add_bos=False)
+    m.metadata = {"general.name": "scripted"}
+    return m
+
+
+def test_chat_returns_an_openai_completion(simple_template):
+    from qinfer.generation import chat
+
+    messages = [{"role": "user", "content": "Hi"}]
+    m = chat_model(simple_template, messages, " Hello, you.")
+    out = chat(m, messages, temperature=0)
+    assert out["object"] == "chat.completion" and out["id"].startswith("chatcmpl-")
+    assert out["model"] == "scripted" and isinstance(out["created"], int)
+    assert out["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Hello, you."},
+                               "finish_reason": "stop"}]
+    n_prompt = len(simple_template(m, messages))
+    assert out["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": len(" Hello, you."),
+                            "total_tokens": n_prompt + len(" Hello, you.")}
+
+
+def test_chat_stream_chunks(simple_template):
+    from qinfer.generation import chat
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    m = chat_model(simple_template, messages, " Hello there.")
+    chunks = list(chat(m, messages, stream=True, temperature=0, max_tokens=8))
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({(c["id"], c["created"], c["model"]) for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Hello t"
+    last = chunks[-1]
+    assert last["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
+    assert last["usage"]["completion_tokens"] == 8
+
+
+def test_multi_turn_chat_evaluates_only_the_new_tokens(simple_template):
+    from qinfer.generation import GenerationStats, chat
+
+    turn1 = [{"role": "user", "content": "What is a list?"}]
+    m = chat_model(simple_template, turn1, " A sequence.")
+    reply = chat(m, turn1, temperature=0)["choices"][0]["message"]["content"]
+    ids1 = simple_template(m, turn1)
+    assert reply == "A sequence." and m.n_past == len(ids1) + len(" A sequence.")
+    turn2 = turn1 + [{"role": "assistant", "content": reply}, {"role": "user", "content": "And a dict?"}]
+    ids2 = simple_template(m, turn2)
+    before, stats = m.evaluated, GenerationStats()
+    chat(m, turn2, temperature=0, stats=stats)
+    # turn 1's prompt and reply were in the cache: only turn 2's own tokens ran
+    # (the scripted model answers turn 2 with EOS at once: no reply tokens)
+    assert stats.cached_tokens == len(ids1) + len(" A sequence.")
+    assert m.evaluated - before == len(ids2) - stats.cached_tokens == stats.prompt_eval_tokens
+
+
+@pytest.mark.parametrize("messages, match", [
+    ([], "non-empty list"),
+    ([{"role": "user"}], "message 0"),
+    ([{"role": "robot", "content": "x"}], "message 0"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], "last message"),
+])
+def test_chat_refuses_malformed_messages(simple_template, messages, match):
+    from qinfer.generation import chat
+
+    with pytest.raises(QinferError, match=match):
+        chat(ScriptedModel(""), messages)
