@@ -393,3 +393,47 @@ def test_chat_refuses_malformed_messages(simple_template, messages, match):
 
     with pytest.raises(QinferError, match=match):
         chat(ScriptedModel(""), messages)
+
+
+# -- incremental detokenization -----------------------------------------------------------------------
+
+
+class PieceTokenizer:
+    """SentencePiece-like decoding: '▁' is a space, <0xXX> pieces are bytes,
+    control tokens print nothing and the text's first space is dropped."""
+
+    pieces = ["<s>", "[/INST]", "▁The", "▁cat", "s", ".", "▁", "<0xE2>", "<0x82>", "<0xAC>", "<0xF0>",
+              "<0x9F>", "<0x98>", "<0x80>", "é"]
+
+    def decode(self, ids):
+        out = b""
+        for i in ids:
+            p = self.pieces[i]
+            if p in ("<s>", "[/INST]"):
+                continue
+            out += bytes([int(p[3:5], 16)]) if p.startswith("<0x") else p.replace("▁", " ").encode()
+        text = out.decode("utf-8", "replace")
+        return text[1:] if text.startswith(" ") else text
+
+
+@given(st.lists(st.integers(0, len(PieceTokenizer.pieces) - 1), max_size=3),
+       st.lists(st.sampled_from([[2], [3], [4], [5], [6], [14], [7, 8, 9], [10, 11, 12, 13], [0], [1]]),
+                max_size=10))
+def test_stream_decoder_equals_the_full_decode(context, words):
+    from qinfer.generation_text import stream_decoder
+
+    tok = PieceTokenizer()
+    ids = [i for w in words for i in w]   # whole characters only: the full text has no U+FFFD
+    dec = stream_decoder(tok, context)
+    chunks = [dec.feed(i) for i in ids] + [dec.flush()]
+    last = list(context)[-1:]
+    assert "".join(chunks) == tok.decode(last + ids)[len(tok.decode(last)):]
+    assert not any("\ufffd" in c for c in chunks)
+
+
+def test_stream_decoder_keeps_the_space_after_a_word_and_drops_it_after_a_control_token():
+    from qinfer.generation_text import stream_decoder
+
+    tok = PieceTokenizer()
+    assert stream_decoder(tok, [2]).feed(3) == " cat"      # "The" + " cat"
+    assert stream_decoder(tok, [1]).feed(3) == "cat"       # "[/INST]" + "cat": the reply's start

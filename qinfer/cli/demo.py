@@ -27,8 +27,7 @@ def add_arguments(p):
     p.add_argument("--cache-dir", default=None,
                    help="where the converted model is kept (default: $QINFER_CACHE or ~/.cache/qinfer)")
     p.add_argument("--force", action="store_true", help="convert again even if a converted file exists")
-    add_sampling_arguments(p, max_tokens=64)
-    p.set_defaults(seed=0, temp=0.7)
+    add_sampling_arguments(p, max_tokens=64, temp=0.7, seed=0)
     add_model_arguments(p)
 
 

@@ -5,18 +5,19 @@ NAME = "run"
 HELP = "generate a continuation of a prompt with a GGUF model"
 
 
-def add_sampling_arguments(p, max_tokens=128):
+def add_sampling_arguments(p, max_tokens=128, temp=0.8, seed=None):
     """Options shared by run, chat and demo (defaults: qinfer.generation's)."""
     p.add_argument("-n", "--max-tokens", type=int, default=max_tokens, metavar="N",
                    help=f"tokens to generate at most (default {max_tokens})")
-    p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy (default 0.8)")
+    p.add_argument("--temp", type=float, default=temp, help=f"temperature; 0 = greedy (default {temp})")
     p.add_argument("--top-k", type=int, default=40, help="keep the k most likely tokens; 0 = off (default 40)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus probability mass; 1 = off (default 0.95)")
     p.add_argument("--min-p", type=float, default=0.05,
                    help="drop tokens below this fraction of the best one's probability (default 0.05)")
     p.add_argument("--repeat-penalty", type=float, default=1.1,
                    help="penalty for tokens among the last 64; 1 = off (default 1.1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: a random one)")
+    p.add_argument("--seed", type=int, default=seed,
+                   help="random seed (default: %s)" % ("a random one" if seed is None else seed))
 
 
 def add_model_arguments(p):
