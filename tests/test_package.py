@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli import run_qinfer
 from qinfer import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "qinfer", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return run_qinfer(*args, env=env, timeout=300)
 
 
 def test_help_lists_commands():
