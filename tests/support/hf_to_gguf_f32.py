@@ -164,3 +164,28 @@ def write_gguf(model, path, ttype="F32", merged_experts=True, sliding_window_key
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+
+def make_decisive(model, seed=0):
+    """Give an untrained model clear top-2 logit gaps, without training.
+
+    Random-init models have near-tied logits, so greedy decoding flips on
+    rounding noise (REFERENCE §12). Here the output matrix becomes a permutation
+    of the token embeddings (output row perm[c] = embedding of c), so the
+    residual stream, dominated by the current token's embedding, scores token
+    perm[c] far above the rest while every layer still perturbs the logits.
+    Embeddings are scaled up 20x so that (as in trained models) they are not
+    swamped by the layers' random outputs; the output rows are scaled so the
+    winning logit is about 5 above the others. Returns the permutation."""
+    emb = model.model.embed_tokens.weight
+    perm = np.random.default_rng(seed).permutation(emb.shape[0])
+    with torch.no_grad():
+        emb.mul_(20.0)
+        # After the final RMSNorm the state has per-element RMS ~1, i.e. it is
+        # about emb[c] / rms(emb[c]); dotting with emb[c] * scale gives
+        # scale * |emb[c]| * sqrt(dim). Choose scale for a winning logit of 5.
+        rms = emb.pow(2).mean().sqrt()
+        scale = 5.0 / (rms * emb.shape[1])
+        model.lm_head.weight.copy_(emb[torch.tensor(np.argsort(perm))] * scale)
+    return perm
