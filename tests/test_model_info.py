@@ -1,10 +1,9 @@
 """`qinfer info MODEL` (qinfer.gguf_info.describe) on tiny transformers-made files."""
 import re
-import subprocess
-import sys
 
 import pytest
 
+from cli import run_qinfer
 from hf_to_gguf_f32 import tiny_mistral, tiny_mixtral, write_gguf
 from qinfer.gguf_info import describe
 
@@ -49,11 +48,10 @@ def test_mixtral_summary(files):
 
 def test_cli_info_and_errors(files, tmp_path):
     _, path = files["mixtral"]
-    ok = subprocess.run([sys.executable, "-m", "qinfer", "info", str(path), "--ctx", "128"],
-                        capture_output=True, text=True)
+    ok = run_qinfer("info", path, "--ctx", "128")
     assert ok.returncode == 0 and "Mixtral-style MoE" in ok.stdout
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(path.read_bytes()[:500])
-    res = subprocess.run([sys.executable, "-m", "qinfer", "info", str(bad)], capture_output=True, text=True)
+    res = run_qinfer("info", bad)
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and str(bad) in res.stderr and "truncated" in res.stderr
