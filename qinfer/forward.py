@@ -50,7 +50,8 @@ class Forward:
         ops.rope(q, pos, hp.rope_base)
         ops.rope(k, pos, hp.rope_base)
         self.cache.write(i, pos0, k, v)
-        o = ops.attention(q, self.cache.k[i], self.cache.v[i], pos0, hp.sliding_window)
+        o = ops.attention(q, self.cache.k[i], self.cache.v[i], pos0, hp.sliding_window,
+                          n_threads=self.n_threads)
         return self.linear(layer.wo, o.reshape(n, hp.n_head * hp.head_dim_v))
 
     def ffn(self, layer, h):

@@ -5,12 +5,16 @@
     ops.rope(x, pos, base)                       # in place, x float32 [n, n_head, head_dim]
     p = ops.softmax(x)                           # rows
     h = ops.silu_mul(gate, up)                   # silu(gate) * up
-    o = ops.attention(q, k_cache, v_cache, pos0, window)   # float32 [n, n_head, head_dim_v]
+    o = ops.attention(q, k_cache, v_cache, pos0, window, n_threads=None)
+                                                 # float32 [n, n_head, head_dim_v]
 
 RoPE is llama.cpp's NORM mode (adjacent pairs). Attention is causal over cache
 positions 0..pos0+n-1 with grouped-query heads (query head h reads KV head
 h // (n_head / n_head_kv)), scale 1/sqrt(head_dim), and an optional sliding
 window (a query sees its last `window` positions, itself included).
+
+n_threads caps the threads attention splits its heads over (the C version;
+Numba uses its own pool, numpy one thread).
 
 The backend is chosen like qinfer.kernels.get_backend (None/"auto": the same
 backend the matmuls use).

@@ -72,7 +72,7 @@ class NativeOps:
                                   gate.size), "silu_mul")
         return out
 
-    def attention(self, q, k_cache, v_cache, pos0, window=0, out=None):
+    def attention(self, q, k_cache, v_cache, pos0, window=0, out=None, n_threads=None):
         q = _f32(q)
         n, n_head, d = q.shape
         n_kv_head, dv = k_cache.shape[1], v_cache.shape[2]
@@ -84,7 +84,7 @@ class NativeOps:
         out = _out(out, (n, n_head, dv))
         n_kv = pos0 + n
         work = n * n_head * n_kv * (d + dv)
-        parts = min(self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
+        parts = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
         scratch = np.empty((parts, n_kv), dtype=np.float32)
         bounds = np.linspace(0, n_head, parts + 1).astype(int)
 

@@ -46,7 +46,7 @@ class NumpyOps:
         out[...] = res
         return out
 
-    def attention(self, q, k, v, pos0, window=0, out=None):
+    def attention(self, q, k, v, pos0, window=0, out=None, n_threads=None):
         """Causal attention of n new queries (positions pos0..pos0+n-1) over the
         cache. q: float32 [n, H, d]; k: [n_ctx, Hkv, d], v: [n_ctx, Hkv, dv]
         (float16 or float32); window > 0 limits each query to its last `window`
