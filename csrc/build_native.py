@@ -35,7 +35,11 @@ def _compile_args():
             "-Wall", "-Wno-unused-function"]
 
 
-def make_builder():
+def make_builder(relative=True):
+    """relative: setuptools (setup.py cffi_modules) wants sources relative to
+    the directory it runs in; cffi's own compile() builds inside its tmpdir and
+    needs absolute paths."""
+    path = _rel if relative else os.path.abspath
     headers = sorted(glob.glob(os.path.join(HERE, "api", "*.h")))
     sources = sorted(glob.glob(os.path.join(HERE, "*.c")))
     cdef = "\n".join(open(h, encoding="utf-8").read() for h in headers)
@@ -45,8 +49,8 @@ def make_builder():
     ffi.set_source(
         "qinfer._native",
         '#include "qinfer.h"\n' + includes,
-        sources=[_rel(s) for s in sources],
-        include_dirs=[_rel(HERE)],
+        sources=[path(s) for s in sources],
+        include_dirs=[path(HERE)],
         extra_compile_args=_compile_args(),
         extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
         libraries=[] if sys.platform == "win32" else ["m"],
@@ -65,10 +69,15 @@ def build_inplace():
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        lib = make_builder().compile(tmpdir=tmp, verbose=False)
+        lib = make_builder(relative=False).compile(tmpdir=tmp, verbose=False)
     finally:
         os.chdir(cwd)
     dest = os.path.join(root, "qinfer", os.path.basename(lib))
+    # A stale module of another ABI tag (e.g. pip's _native.abi3.so) would
+    # shadow or be shadowed by the fresh one: keep only the new build.
+    for old in glob.glob(os.path.join(root, "qinfer", "_native*")):
+        if os.path.basename(old) != os.path.basename(dest):
+            os.remove(old)
     shutil.copyfile(lib, dest + ".tmp")
     os.replace(dest + ".tmp", dest)
     print(dest)
