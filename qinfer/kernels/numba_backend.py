@@ -17,7 +17,12 @@ class Backend:
         return f"numba {numba.__version__} (jitted, cached on first use)"
 
     def _fn(self, qt, prefix):
-        mod = importlib.import_module(f"qinfer.kernels.numba.{qt.module}")
+        try:
+            mod = importlib.import_module(f"qinfer.kernels.numba.{qt.module}")
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("qinfer."):
+                raise
+            missing(self.name, f"{prefix} ({qt.name})")
         fn = getattr(mod, prefix, None)
         if fn is None:
             missing(self.name, f"{prefix} ({qt.name})")

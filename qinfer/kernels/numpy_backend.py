@@ -16,7 +16,12 @@ class Backend:
         return "numpy reference (slow, used as the oracle)"
 
     def _fn(self, qt, prefix):
-        mod = importlib.import_module(f"qinfer.quants.{qt.module}")
+        try:
+            mod = importlib.import_module(f"qinfer.quants.{qt.module}")
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("qinfer."):
+                raise
+            missing(self.name, f"{prefix} ({qt.name})")
         fn = getattr(mod, f"{prefix}", None)
         if fn is None:
             missing(self.name, f"{prefix} ({qt.name})")
