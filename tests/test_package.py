@@ -1,5 +1,6 @@
 """The package installs without a compiler, and its CLI basics work."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,9 +49,14 @@ def test_unknown_backend_is_one_clear_line():
 @pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree")
 def test_install_without_compiler_falls_back_to_numba(tmp_path):
     target = tmp_path / "site"
+    # Install from a clean copy: an earlier `pip install .` leaves build/ with a
+    # compiled module that setuptools would reuse instead of compiling.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        "build", ".git", ".ci-venv", "*.egg-info", "_native*", "__pycache__", ".hypothesis"))
     env = dict(os.environ, CC="false", CXX="false", LDSHARED="false", PIP_NO_INPUT="1")
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                        "--no-cache-dir", "--target", str(target), str(ROOT)],
+                        "--no-cache-dir", "--target", str(target), str(src)],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert not list((target / "qinfer").glob("_native*")), "native module was built with CC=false"
