@@ -6,14 +6,20 @@ C entry points follow one naming scheme:
                                       const float *imatrix /* or NULL */);
     int qi_dequantize_<key>(const uint8_t *in, float *out, int64_t n);
 cffi releases the GIL around each call, so rows are split over Python threads.
+
+matmul(qt, w, x, out=None, n_threads=None) calls qi_matmul (csrc/matmul.c),
+which quantizes the activations into a scratch buffer owned here (one per
+Python thread, grown on demand) and splits the rows over the C thread pool.
 """
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import QinferError
 from ._dispatch import alloc_blocks, missing, row_ranges
+from .numpy_backend import Backend as _Reference
 
 from qinfer._native import ffi, lib  # noqa: E402  (ImportError = not built)
 
@@ -86,4 +92,30 @@ class Backend:
         fn = self._fn(f"qi_dequantize_{qt.key}")
         out = np.empty((rows.shape[0], n_per_row), dtype=np.float32)
         check(fn(ptr(rows, "const uint8_t *"), ptr(out, "float *"), out.size), fn.__name__)
+        return out
+
+    _scratch = threading.local()
+
+    def _work(self, nbytes):
+        buf = getattr(self._scratch, "buf", None)
+        if buf is None or buf.size < nbytes:
+            buf = np.empty(max(nbytes, 1 << 16), dtype=np.uint8)
+            self._scratch.buf = buf
+        return buf
+
+    def matmul(self, qt, w, x, out=None, n_threads=None):
+        """y = x @ W.T (see qinfer.kernels.numpy_backend.Backend.matmul_args)."""
+        qt, w, x, out = _Reference.matmul_args(qt, w, x, out)
+        n_tok, n_in = x.shape
+        n_out = w.shape[0]
+        need = lib.qi_matmul_work_size(qt.ggml_id, n_tok, n_in)
+        check(min(0, need), "qi_matmul_work_size")
+        work = self._work(need)
+        threads = n_threads or os.cpu_count() or 1
+        # Rows may be a strided view (a memmap slice): pass the address and row stride.
+        wp = ffi.cast("const uint8_t *", w.ctypes.data if n_out else 0)
+        stride = w.strides[0] if n_out else w.shape[1]
+        check(lib.qi_matmul(qt.ggml_id, wp, stride, n_out, n_in, ptr(x, "const float *"), n_tok,
+                            ptr(out, "float *"), ptr(work, "uint8_t *"), work.size, threads),
+              f"matmul ({qt.name})")
         return out

@@ -1,0 +1,90 @@
+/* Internal interface between the matmul driver (matmul.c), the activation
+ * quantizers (act_quant.c) and the per-type dot-product kernels (dot_*.c).
+ *
+ * A matmul y = x @ W.T first converts every activation row x[t] into the
+ * weight type's activation format, then calls one dot kernel per weight row
+ * and group of up to QI_TILE activation rows, so each weight block is loaded
+ * and decoded once and reused for QI_TILE tokens (prompt processing); with
+ * one token (generation) each weight byte is streamed exactly once.
+ *
+ * Activation formats (runtime only, never written to files):
+ *   QI_ACT_F32  float rows, used as they are (F32/F16/BF16 weights);
+ *   QI_ACT_Q8   per 32 values {float d; float s = d*sum(q); int8 q[32]} (40 B),
+ *               for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (ggml's Q8_0/Q8_1 with f32
+ *               scales: the sum serves the offsets of Q4_0/Q5_0 and the mins
+ *               of Q4_1/Q5_1 alike);
+ *   QI_ACT_Q8K  per 256 values {float d; int16 bsums[16]; int8 q[256]} (292 B),
+ *               for the K-quants (ggml's Q8_K with the sums first).
+ * Both integer formats use q = round_half_even(x * 127/amax), so |q| <= 127,
+ * which the AVX2 maddubs / sign tricks need (no int16 saturation).
+ */
+#ifndef QI_DOT_KERNELS_H
+#define QI_DOT_KERNELS_H
+
+#include "qinfer.h"
+
+#define QI_TILE 4
+
+#define QI_ACT_F32 0
+#define QI_ACT_Q8 1
+#define QI_ACT_Q8K 2
+
+#define QI_Q8_BYTES 40
+#define QI_Q8K_BYTES 292
+#define QI_Q8K_BSUMS 4      /* offset of int16 bsums[16] */
+#define QI_Q8K_QS 36        /* offset of int8 q[256] */
+
+/* s[t] = dot(weight row w (nb blocks), activation row a + t*a_stride), t < na. */
+typedef void (*qi_dot_fn)(int64_t nb, const uint8_t *w, const uint8_t *a, size_t a_stride,
+                          int na, float *s);
+
+/* Kernels per SIMD level: [0] scalar, [1] AVX2, [2] NEON, [3] NEON dotprod.
+ * A NULL entry falls back to the next lower available level. */
+typedef struct {
+    int ggml_type;
+    int act;            /* QI_ACT_* */
+    int block;          /* weight elements per block */
+    int block_bytes;    /* weight bytes per block */
+    qi_dot_fn dot[4];
+} qi_dot_type;
+
+const qi_dot_type *qi_dot_type_get(int ggml_type);
+qi_dot_fn qi_dot_select(const qi_dot_type *t);
+
+/* Activation quantizers (act_quant.c): rows [t0, t1) of x (n values each). */
+size_t qi_act_row_size(int act, int64_t n);
+void qi_act_quantize_rows(int act, const float *x, uint8_t *out, int64_t n, int64_t t0, int64_t t1);
+
+static inline float qi_load_f32(const uint8_t *p) { float f; memcpy(&f, p, 4); return f; }
+static inline uint16_t qi_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline float qi_load_f16(const uint8_t *p) { return qi_fp16_to_fp32(qi_load_u16(p)); }
+static inline int16_t qi_load_i16(const uint8_t *p) { int16_t v; memcpy(&v, p, 2); return v; }
+
+/* K-quant super-block decoding shared by the dot_kquant*.c files; ty is the
+ * ggml type id (10 = Q2_K .. 14 = Q6_K). */
+int qi_kq_block_bytes(int ty);
+void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn, float *dw, float *dmw);
+void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
+
+/* Kernels, defined in dot_float.c, dot_legacy*.c, dot_kquant*.c. */
+#define QI_DECLARE_DOT(name) \
+    void name##_scalar(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *); \
+    void name##_avx2(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *); \
+    void name##_neon(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *); \
+    void name##_dotprod(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *);
+
+QI_DECLARE_DOT(qi_dot_f32)
+QI_DECLARE_DOT(qi_dot_f16)
+QI_DECLARE_DOT(qi_dot_bf16)
+QI_DECLARE_DOT(qi_dot_q4_0)
+QI_DECLARE_DOT(qi_dot_q4_1)
+QI_DECLARE_DOT(qi_dot_q5_0)
+QI_DECLARE_DOT(qi_dot_q5_1)
+QI_DECLARE_DOT(qi_dot_q8_0)
+QI_DECLARE_DOT(qi_dot_q2_k)
+QI_DECLARE_DOT(qi_dot_q3_k)
+QI_DECLARE_DOT(qi_dot_q4_k)
+QI_DECLARE_DOT(qi_dot_q5_k)
+QI_DECLARE_DOT(qi_dot_q6_k)
+
+#endif
