@@ -1,0 +1,317 @@
+/* C test runner: every SIMD path of the native core against its scalar path.
+ *
+ * For each SIMD level this CPU offers (x86-64: AVX2; arm64: NEON and, when
+ * present, NEON+dotprod) the runner computes every discovered function at that
+ * level and at level 0 (scalar) and compares:
+ *   - quantizers (qi_quantize_<key>_<q>, with and without an importance
+ *     matrix), dequantizers (qi_dequantize_<key>) and the matmul's activation
+ *     quantizers (qi_act_quantize): identical bytes;
+ *   - matmul (qi_matmul) for every weight type it accepts: within
+ *     1e-4 * max|y| per output (see check_matmul), and bit-identical across
+ *     thread counts.
+ * Functions are discovered from the headers in csrc/api/ by build.sh (discovered.h); the
+ * weight types of the matmul are discovered by asking qi_act_row_bytes.
+ * Exit status 0 = all passed; one line per failure on stderr. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "qinfer.h"
+#include "discovered.h"
+
+/* ---- formats: what random valid data of each key looks like ------------- */
+
+typedef struct {
+    const char *key;
+    int ggml_type, block, bytes;
+    int f16_at[2];      /* byte offsets of f16 scales inside a block (-1: none) */
+} format;
+
+static const format FORMATS[] = {
+    {"f32", 0, 1, 4, {-1, -1}},   {"f16", 1, 1, 2, {-1, -1}},    {"bf16", 30, 1, 2, {-1, -1}},
+    {"q4_0", 2, 32, 18, {0, -1}}, {"q4_1", 3, 32, 20, {0, 2}},   {"q5_0", 6, 32, 22, {0, -1}},
+    {"q5_1", 7, 32, 24, {0, 2}},  {"q8_0", 8, 32, 34, {0, -1}},  {"q2_k", 10, 256, 84, {80, 82}},
+    {"q3_k", 11, 256, 110, {108, -1}}, {"q4_k", 12, 256, 144, {0, 2}},
+    {"q5_k", 13, 256, 176, {0, 2}}, {"q6_k", 14, 256, 210, {208, -1}},
+    {"q8_k", 15, 256, 292, {-1, -1}},
+};
+
+static const format *format_by_key(const char *key) {
+    for (size_t i = 0; i < sizeof(FORMATS) / sizeof(FORMATS[0]); i++)
+        if (strcmp(FORMATS[i].key, key) == 0) return &FORMATS[i];
+    return NULL;
+}
+
+static const format *format_by_type(int t) {
+    for (size_t i = 0; i < sizeof(FORMATS) / sizeof(FORMATS[0]); i++)
+        if (FORMATS[i].ggml_type == t) return &FORMATS[i];
+    return NULL;
+}
+
+static int g_failures = 0;
+
+#define FAIL(...) do { fprintf(stderr, "FAIL "); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); g_failures++; } while (0)
+
+/* ---- random data ---------------------------------------------------------- */
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+static float rnd_unit(void) { return (float)(rnd() & 0xffffff) / 16777216.f; }
+static float rnd_normal(void) {
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += rnd_unit();
+    return s - 6.f;
+}
+
+/* Floats with the awkward cases quantizers meet: a zero block, a constant
+ * block, a lone outlier, ties of |max| with opposite signs, tiny values. */
+static void fill_floats(float *x, int64_t n, int block) {
+    for (int64_t i = 0; i < n; i++) x[i] = rnd_normal();
+    const int64_t nb = n / block;
+    if (nb > 1) for (int i = 0; i < block; i++) x[i] = 0.f;
+    if (nb > 2) for (int i = 0; i < block; i++) x[block + i] = 0.5f;
+    if (nb > 3) x[2 * block + 3] = 40.f;
+    if (nb > 4) { x[3 * block] = 2.f; x[3 * block + 1] = -2.f; }
+    if (nb > 5) for (int i = 0; i < block; i++) x[4 * block + i] *= 1e-6f;
+}
+
+/* Random valid blocks: random bytes, f16 scales set to finite values. */
+static void fill_blocks(const format *f, uint8_t *b, int64_t nblocks) {
+    for (int64_t i = 0; i < nblocks * f->bytes; i++) b[i] = (uint8_t)rnd();
+    if (f->ggml_type == 0 || f->ggml_type == 1 || f->ggml_type == 30) {
+        for (int64_t i = 0; i < nblocks; i++) {
+            const float v = rnd_normal();
+            if (f->ggml_type == 0) memcpy(b + 4 * i, &v, 4);
+            else {
+                const uint16_t h = f->ggml_type == 1 ? qi_fp32_to_fp16(v) : qi_fp32_to_bf16(v);
+                memcpy(b + 2 * i, &h, 2);
+            }
+        }
+        return;
+    }
+    const float size = f->block == 256 ? 0.02f : 0.1f;
+    for (int64_t i = 0; i < nblocks; i++)
+        for (int k = 0; k < 2; k++)
+            if (f->f16_at[k] >= 0) {
+                const uint16_t h = qi_fp32_to_fp16(size * (0.2f + 0.8f * rnd_unit()));
+                memcpy(b + i * f->bytes + f->f16_at[k], &h, 2);
+            }
+}
+
+/* ---- levels --------------------------------------------------------------- */
+
+static const char *level_name(int l) {
+    return l == 0 ? "scalar" : l == 1 ? "avx2" : l == 2 ? "neon" : "neon+dotprod";
+}
+
+/* SIMD levels to test: the best one, and plain NEON below dotprod. */
+static int simd_levels(int *out) {
+    int n = 0;
+    const int best = qi_best_simd_level();
+    if (best != 0) out[n++] = best;
+    if (best == 3) out[n++] = 2;
+    return n;
+}
+
+/* ---- checks ----------------------------------------------------------------- */
+
+typedef int (*dequant_fn)(const uint8_t *, float *, int64_t);
+typedef int (*quant_fn)(const float *, uint8_t *, int64_t, int64_t, const float *);
+
+static void check_dequantize(const char *key, dequant_fn fn, int level) {
+    const format *f = format_by_key(key);
+    if (!f) { FAIL("qi_dequantize_%s: unknown format key, add it to FORMATS in runner.c", key); return; }
+    const int64_t nblocks = f->block == 1 ? 1001 : 9;
+    const int64_t n = nblocks * f->block;
+    uint8_t *in = malloc((size_t)(nblocks * f->bytes));
+    float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+    fill_blocks(f, in, nblocks);
+    qi_set_simd_level(0);
+    int ra = fn(in, a, n);
+    qi_set_simd_level(level);
+    int rb = fn(in, b, n);
+    if (ra != 0 || rb != 0) FAIL("qi_dequantize_%s returned %d (scalar) / %d (%s)", key, ra, rb, level_name(level));
+    else if (memcmp(a, b, (size_t)n * 4) != 0) FAIL("qi_dequantize_%s: %s bytes differ from scalar", key, level_name(level));
+    free(in); free(a); free(b);
+}
+
+static void check_quantize(const char *name, const char *key, quant_fn fn, int level) {
+    const format *f = format_by_key(key);
+    if (!f) { FAIL("%s: unknown format key, add it to FORMATS in runner.c", name); return; }
+    const int64_t rows = 3, n_per_row = f->block == 1 ? 67 : (f->block == 32 ? 32 * 9 : 256 * 3);
+    const int64_t n = rows * n_per_row, nbytes = n / f->block * f->bytes;
+    float *x = malloc((size_t)n * 4), *imat = malloc((size_t)n_per_row * 4);
+    uint8_t *a = malloc((size_t)nbytes), *b = malloc((size_t)nbytes);
+    fill_floats(x, n, f->block == 1 ? 32 : f->block);
+    for (int64_t i = 0; i < n_per_row; i++) imat[i] = 0.05f + rnd_unit();
+    for (int with_imatrix = 0; with_imatrix < 2; with_imatrix++) {
+        const float *im = with_imatrix ? imat : NULL;
+        qi_set_simd_level(0);
+        int ra = fn(x, a, rows, n_per_row, im);
+        qi_set_simd_level(level);
+        int rb = fn(x, b, rows, n_per_row, im);
+        if (with_imatrix && ra == rb && ra != 0) {
+            /* both levels refuse an importance matrix alike: consistent */
+            printf("note: %s refuses an importance matrix (%d)\n", name, ra);
+            continue;
+        }
+        if (ra != 0 || rb != 0) FAIL("%s returned %d (scalar) / %d (%s)", name, ra, rb, level_name(level));
+        else if (memcmp(a, b, (size_t)nbytes) != 0)
+            FAIL("%s (%s imatrix): %s bytes differ from scalar", name, with_imatrix ? "with" : "no", level_name(level));
+    }
+    free(x); free(imat); free(a); free(b);
+}
+
+static void check_act_quantize(int type, int level) {
+    const format *f = format_by_type(type);
+    const int64_t n_tok = 5, n_in = f->block == 1 ? 67 : 256 * 3;
+    const int64_t rb = qi_act_row_bytes(type, n_in);
+    float *x = malloc((size_t)(n_tok * n_in) * 4);
+    uint8_t *a = malloc((size_t)(rb * n_tok)), *b = malloc((size_t)(rb * n_tok));
+    fill_floats(x, n_tok * n_in, 32);
+    qi_set_simd_level(0);
+    qi_act_quantize(type, x, a, n_tok, n_in);
+    qi_set_simd_level(level);
+    qi_act_quantize(type, x, b, n_tok, n_in);
+    if (memcmp(a, b, (size_t)(rb * n_tok)) != 0)
+        FAIL("qi_act_quantize(%s): %s bytes differ from scalar", f->key, level_name(level));
+    free(x); free(a); free(b);
+}
+
+static const struct { const char *key; dequant_fn fn; } DEQUANTIZERS[] = {
+#define X(key) {#key, qi_dequantize_##key},
+    QI_DEQUANTIZERS
+#undef X
+};
+
+static dequant_fn dequantizer_of(const char *key) {
+    for (size_t i = 0; i < sizeof(DEQUANTIZERS) / sizeof(DEQUANTIZERS[0]); i++)
+        if (strcmp(DEQUANTIZERS[i].key, key) == 0) return DEQUANTIZERS[i].fn;
+    return NULL;
+}
+
+/* The scalar matmul against sum(dequantized w * x) in double, when the format
+ * has a dequantizer. Activations are rounded to multiples of
+ * delta = amax/127 of their block (32 values for 32-blocks, 256 for K-quants,
+ * none for float weights), so each output can be off by at most
+ *     sum_i |w_i| * (delta_i/2 + 4u|x_i|)         (u = 2^-24: scale rounding)
+ * plus float accumulation over nb blocks: (nb + 16) * 4u * sum_i |w_i x_i|. */
+static void check_matmul_exact(const format *f, const uint8_t *w, int64_t w_stride, int64_t n_out,
+                               int64_t n_in, const float *x, int64_t n_tok, const float *y) {
+    dequant_fn deq = dequantizer_of(f->key);
+    if (!deq) return;
+    const double u = 1.0 / 16777216.0;
+    const int ab = f->block == 1 ? 0 : f->block;   /* activation block */
+    float *wr = malloc((size_t)n_in * 4);
+    for (int64_t r = 0; r < n_out; r++) {
+        deq(w + r * w_stride, wr, n_in);
+        for (int64_t t = 0; t < n_tok; t++) {
+            const float *xt = x + t * n_in;
+            double ref = 0, bound = 0, mag = 0;
+            for (int64_t i0 = 0; i0 < n_in; i0 += ab ? ab : n_in) {
+                const int64_t i1 = ab ? i0 + ab : n_in;
+                double amax = 0;
+                for (int64_t i = i0; i < i1; i++) amax = fabs(xt[i]) > amax ? fabs(xt[i]) : amax;
+                const double delta = ab ? amax / 127.0 : 0.0;
+                for (int64_t i = i0; i < i1; i++) {
+                    ref += (double)wr[i] * xt[i];
+                    bound += fabs(wr[i]) * (delta / 2 + 4 * u * fabs(xt[i]));
+                    mag += fabs((double)wr[i] * xt[i]);
+                }
+            }
+            bound += (double)(n_in / f->block + 16) * 4 * u * mag;
+            if (!(fabs(y[t * n_out + r] - ref) <= bound)) {
+                FAIL("qi_matmul(%s) scalar y[%lld,%lld] = %.7g, dequantized reference %.7g (bound %.3g)",
+                     f->key, (long long)t, (long long)r, y[t * n_out + r], ref, bound);
+                free(wr);
+                return;
+            }
+        }
+    }
+    free(wr);
+}
+
+/* SIMD and scalar see the same quantized activations (checked above) and sum
+ * the same exact integer block products; only the order of the float
+ * accumulation differs, which moves a result by a few ulps of the largest
+ * partial sums (~1e-6 relative). 1e-4 of the largest output leaves room for
+ * that and is ~100x below the effect of a single mis-decoded weight block. */
+static void check_matmul(int type, int level) {
+    const format *f = format_by_type(type);
+    const int64_t n_out = 13, n_in = f->block == 1 ? 67 : (f->block == 32 ? 32 * 5 : 256 * 2);
+    const int64_t row_bytes = n_in / f->block * f->bytes;
+    const int64_t w_stride = row_bytes + 7;   /* rows need not be adjacent */
+    uint8_t *w = malloc((size_t)(w_stride * n_out));
+    for (int64_t r = 0; r < n_out; r++) fill_blocks(f, w + r * w_stride, n_in / f->block);
+    for (int64_t n_tok = 1; n_tok <= 6; n_tok += 1 + (n_tok >= 3) * 2) {
+        float *x = malloc((size_t)(n_tok * n_in) * 4);
+        float *ys = malloc((size_t)(n_tok * n_out) * 4), *yv = malloc((size_t)(n_tok * n_out) * 4);
+        float *y3 = malloc((size_t)(n_tok * n_out) * 4);
+        fill_floats(x, n_tok * n_in, 32);
+        const int64_t ws = qi_matmul_work_size(type, n_tok, n_in);
+        uint8_t *work = malloc((size_t)(ws > 0 ? ws : 1));
+        qi_set_simd_level(0);
+        int r0 = qi_matmul(type, w, w_stride, n_out, n_in, x, n_tok, ys, work, ws, 1);
+        qi_set_simd_level(level);
+        int r1 = qi_matmul(type, w, w_stride, n_out, n_in, x, n_tok, yv, work, ws, 1);
+        int r2 = qi_matmul(type, w, w_stride, n_out, n_in, x, n_tok, y3, work, ws, 3);
+        if (r0 || r1 || r2) FAIL("qi_matmul(%s) returned %d/%d/%d", f->key, r0, r1, r2);
+        check_matmul_exact(f, w, w_stride, n_out, n_in, x, n_tok, ys);
+        float ymax = 0.f;
+        for (int64_t i = 0; i < n_tok * n_out; i++) ymax = fabsf(ys[i]) > ymax ? fabsf(ys[i]) : ymax;
+        for (int64_t i = 0; i < n_tok * n_out; i++) {
+            if (!(fabsf(ys[i] - yv[i]) <= 1e-4f * ymax)) {
+                FAIL("qi_matmul(%s) n_tok=%lld: %s y[%lld] = %g, scalar %g", f->key, (long long)n_tok,
+                     level_name(level), (long long)i, yv[i], ys[i]);
+                break;
+            }
+        }
+        if (memcmp(yv, y3, (size_t)(n_tok * n_out) * 4) != 0)
+            FAIL("qi_matmul(%s) n_tok=%lld: 3 threads differ from 1", f->key, (long long)n_tok);
+        free(x); free(ys); free(yv); free(y3); free(work);
+    }
+    free(w);
+}
+
+/* Wrong arguments are refused, not computed. */
+static void check_matmul_errors(void) {
+    float x[64] = {0}, y[4];
+    uint8_t w[64] = {0}, work[256];
+    if (qi_matmul(2, w, 18, 1, 33, x, 1, y, work, sizeof work, 1) >= 0) FAIL("qi_matmul accepted n_in %% 32 != 0");
+    if (qi_matmul(2, w, 17, 1, 32, x, 1, y, work, sizeof work, 1) >= 0) FAIL("qi_matmul accepted a short row stride");
+    if (qi_matmul(2, w, 18, 1, 32, x, 1, y, work, 10, 1) >= 0) FAIL("qi_matmul accepted a short work buffer");
+    if (qi_matmul(15, w, 292, 1, 256, x, 1, y, work, sizeof work, 1) >= 0) FAIL("qi_matmul accepted Q8_K weights");
+}
+
+int main(void) {
+    int levels[2];
+    const int n_levels = simd_levels(levels);
+    int n_checked = 0;
+    printf("cpu features 0x%x, best SIMD level %s\n", qi_cpu_features(), level_name(qi_best_simd_level()));
+    check_matmul_errors();
+    for (int li = 0; li < n_levels; li++) {
+        const int level = levels[li];
+#define X(key) check_dequantize(#key, qi_dequantize_##key, level); n_checked++;
+        QI_DEQUANTIZERS
+#undef X
+#define Q(key, quantizer) check_quantize("qi_quantize_" #key "_" #quantizer, #key, qi_quantize_##key##_##quantizer, level); n_checked++;
+        QI_QUANTIZERS
+#undef Q
+        for (int type = 0; type < 64; type++) {
+            if (qi_act_row_bytes(type, 256 * 3 * 67) < 0) continue;   /* not a matmul weight type */
+            if (!format_by_type(type)) { FAIL("matmul type %d missing from FORMATS in runner.c", type); continue; }
+            check_act_quantize(type, level);
+            check_matmul(type, level);
+            n_checked += 2;
+        }
+        printf("%s: %d functions checked against scalar\n", level_name(level), n_checked);
+        n_checked = 0;
+    }
+    if (n_levels == 0) printf("no SIMD level on this CPU: nothing to compare\n");
+    qi_set_simd_level(-1);
+    if (g_failures) { fprintf(stderr, "%d failure(s)\n", g_failures); return 1; }
+    printf("all passed\n");
+    return 0;
+}
