@@ -2,12 +2,14 @@
 
 Same function names and signatures as the numpy reference (see
 numpy_backend); the modules parallelise over rows with prange.
+matmul(qt, w, x, out=None, n_threads=None) is qinfer.kernels.numba.matmul.
 """
 import importlib
 
 import numba  # noqa: F401  (import error here = backend unavailable)
 
 from ._dispatch import missing
+from .numpy_backend import Backend as _Reference
 
 
 class Backend:
@@ -33,3 +35,10 @@ class Backend:
 
     def dequantize(self, qt, rows, n_per_row):
         return self._fn(qt, f"dequantize_{qt.key}")(rows, n_per_row)
+
+    def matmul(self, qt, w, x, out=None, n_threads=None):
+        """y = x @ W.T (see qinfer.kernels.numpy_backend.Backend.matmul_args)."""
+        from .numba import matmul as mm
+
+        qt, w, x, out = _Reference.matmul_args(qt, w, x, out)
+        return mm.matmul(qt, w, x, out, n_threads)

@@ -1,0 +1,255 @@
+"""Backend matmul y = x @ W.T for every weight type, against external oracles.
+
+Oracle: gguf-py's dequantize of the weight rows, multiplied by the float32
+activations in float64. Weight rows are random valid blocks (every code and
+sub-scale byte random, tests/support/random_blocks.py), so all values a
+decoder can meet occur.
+
+Tolerance (per output, derived, not tuned): the native and Numba kernels
+quantize each block of activations (32 values for the 32-element formats, 256
+for K-quants, none for F32/F16/BF16) to multiples of delta = amax/127, with
+round-half-even, so each activation moves by at most delta/2 (+ a few ulps from
+the scale arithmetic); integer block sums are exact and the rest is float32
+accumulation over the blocks. Hence
+    |y - y_exact| <= sum_i |w_i| (delta_i/2 + 4u|x_i|) + (nb + 16) 4u sum_i |w_i x_i|
+with u = 2**-24 and nb the number of blocks. A single mis-decoded weight
+changes y by ~|w_i x_i|, far above delta/2 * |w_i|, so decoding errors fail.
+On top, ggml's own acceptance thresholds (REFERENCE.md §8) are checked:
+NMSE < 5e-4 over >= 64 outputs (test-backend-ops MUL_MAT) and, for quantized real data,
+|dot - exact float dot| / n < 0.02 (0.04 for Q2_K) (test-quantize-fns).
+"""
+import threading
+
+import gguf
+import numpy as np
+import pytest
+from gguf.quants import dequantize as gguf_dequantize
+from hypothesis import given, settings, strategies as st
+
+from backends import available
+from random_blocks import random_rows
+import qinfer.quants as quants
+from qinfer.errors import QinferError, UnsupportedError
+from qinfer.kernels import get_backend
+from qinfer.quants import get_type
+
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+         "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+FAST = [b for b in ("native", "numba") if b in available()]
+U = 2.0 ** -24
+
+
+def oracle_weights(qt, w, n_in):
+    gt = getattr(gguf.GGMLQuantizationType, qt.name)
+    return gguf_dequantize(np.ascontiguousarray(w), gt).reshape(w.shape[0], n_in).astype(np.float64)
+
+
+def error_bound(qt, wd, x):
+    """Per-output bound of |y - x @ wd.T| for the quantized-activation kernels (module doc)."""
+    x64 = x.astype(np.float64)
+    ax, aw = np.abs(x64), np.abs(wd)
+    if qt.block_size == 1:
+        delta = np.zeros_like(x64)
+    else:
+        blk = qt.block_size
+        amax = ax.reshape(x.shape[0], -1, blk).max(axis=2)
+        delta = np.repeat(amax / 127.0, blk, axis=1)
+    nb = x.shape[1] // qt.block_size
+    return (delta / 2 + 4 * U * ax) @ aw.T + (nb + 16) * 4 * U * (ax @ aw.T)
+
+
+def check_against_oracle(qt, w, x, y):
+    wd = oracle_weights(qt, w, x.shape[1])
+    exact = x.astype(np.float64) @ wd.T
+    bound = error_bound(qt, wd, x)
+    err = np.abs(y - exact)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), f"{qt.name}: |err| {err[worst]:.3g} > bound {bound[worst]:.3g} at {worst}"
+    # NMSE is a statistic over many outputs; one or two near-cancelling dot
+    # products make it meaningless, so (like ggml's MUL_MAT cases) it needs size.
+    if y.size >= 64:
+        nmse = float(((y - exact) ** 2).sum() / (exact ** 2).sum())
+        assert nmse < 5e-4, f"{qt.name}: NMSE {nmse:.3g}"
+
+
+shapes = st.tuples(st.integers(1, 40),        # n_out
+                   st.integers(1, 3),         # blocks per row (K-quants: of 256)
+                   st.integers(1, 9),         # n_tok (covers the 4-token tiles and tails)
+                   st.sampled_from([1, 2]),   # threads
+                   st.integers(0, 2**32 - 1))  # seed
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("type_name", TYPES)
+@settings(max_examples=12)
+@given(shape=shapes)
+def test_matmul_matches_oracle(backend, type_name, shape):
+    n_out, n_blocks, n_tok, threads, seed = shape
+    qt = get_type(type_name)
+    rng = np.random.default_rng(seed)
+    # float weights: any length, including odd ones (SIMD tails)
+    n_in = qt.block_size * n_blocks if qt.block_size > 1 else int(rng.integers(1, 300))
+    w = random_rows(qt, n_out, n_in, rng)
+    x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.01, 10)).astype(np.float32)
+    y = get_backend(backend).matmul(qt, w, x, n_threads=threads)
+    assert y.shape == (n_tok, n_out) and y.dtype == np.float32
+    check_against_oracle(qt, w, x, y)
+
+
+@pytest.fixture
+def native_scalar():
+    if "native" not in available():
+        pytest.skip("native core not built")
+    from qinfer._native import lib
+    old = lib.qi_simd_level()
+    assert lib.qi_set_simd_level(0) == 0
+    yield get_backend("native")
+    lib.qi_set_simd_level(old)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_native_scalar_path(native_scalar, type_name):
+    qt = get_type(type_name)
+    rng = np.random.default_rng(7)
+    n_in = 2 * qt.block_size if qt.block_size > 1 else 77
+    w = random_rows(qt, 11, n_in, rng)
+    x = rng.standard_normal((6, n_in)).astype(np.float32)
+    check_against_oracle(qt, w, x, native_scalar.matmul(qt, w, x, n_threads=2))
+
+
+@pytest.mark.skipif(len(FAST) < 2, reason="needs native and numba")
+@pytest.mark.parametrize("type_name", TYPES)
+def test_native_and_numba_agree(type_name):
+    """Both quantize activations identically, so only float summation order differs:
+    |diff| <= (nb + 16) * 8u * sum|w x| (twice the accumulation term of the bound)."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(3)
+    n_in = 3 * qt.block_size if qt.block_size > 1 else 100
+    w = random_rows(qt, 17, n_in, rng)
+    x = rng.standard_normal((5, n_in)).astype(np.float32)
+    a = get_backend("native").matmul(qt, w, x)
+    b = get_backend("numba").matmul(qt, w, x)
+    wd = oracle_weights(qt, w, n_in)
+    mag = np.abs(x.astype(np.float64)) @ np.abs(wd).T
+    # float types: numba goes through BLAS with a different blocking; same bound applies
+    assert np.all(np.abs(a - b) <= (n_in // qt.block_size + 16) * 8 * U * mag + 1e-30)
+
+
+@pytest.mark.parametrize("type_name", ["F32", "F16", "Q4_0", "Q5_1", "Q8_0", "Q6_K"])
+def test_numpy_reference_matmul(type_name):
+    """The numpy backend (the oracle of the runtime) computes the exact product of
+    qinfer's own dequantization; it must equal gguf-py's within float64 rounding."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(11)
+    n_in = 2 * qt.block_size if qt.block_size > 1 else 40
+    w = random_rows(qt, 9, n_in, rng)
+    x = rng.standard_normal((3, n_in)).astype(np.float32)
+    try:
+        y = get_backend("numpy").matmul(qt, w, x)
+    except UnsupportedError as exc:
+        pytest.skip(f"numpy reference has no {type_name} dequantizer yet: {exc}")
+    exact = x.astype(np.float64) @ oracle_weights(qt, w, n_in).T
+    np.testing.assert_allclose(y, exact, rtol=1e-6, atol=1e-6 * np.abs(exact).max())
+
+
+# ggml test-quantize-fns data and thresholds (REFERENCE.md §8).
+GGML_DOT_LIMIT = {"Q2_K": 0.04}
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("type_name", [t for t in TYPES if t not in ("F32", "F16", "BF16")])
+def test_ggml_vec_dot_threshold(backend, type_name):
+    n = 4096
+    i = np.arange(n, dtype=np.float32)
+    wf = (0.1 + 2 * np.cos(i)).astype(np.float32)[None, :]
+    xf = (0.1 + 2 * np.cos(i + 1)).astype(np.float32)[None, :]
+    w = None
+    for quantizer_backend in ("native", "numba", "numpy"):   # whichever has it (ggml's algorithm)
+        try:
+            w = quants.quantize(wf, type_name, quantizer="ggml", backend=quantizer_backend)
+            break
+        except QinferError:
+            continue
+    if w is None:
+        pytest.skip(f"no {type_name} quantizer available yet")
+    y = get_backend(backend).matmul(type_name, w, xf)
+    err = abs(float(y[0, 0]) - float(wf[0].astype(np.float64) @ xf[0])) / n
+    assert err < GGML_DOT_LIMIT.get(type_name, 0.02), err
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_strided_memmap_rows_and_out(backend, tmp_path):
+    """Weights as a slice of a memory-mapped file whose rows are padded (no copy)."""
+    qt = get_type("Q4_K")
+    rng = np.random.default_rng(5)
+    w = random_rows(qt, 6, 512, rng)
+    path = tmp_path / "w.bin"
+    padded = np.zeros((6, w.shape[1] + 40), dtype=np.uint8)
+    padded[:, :w.shape[1]] = w
+    padded.tofile(path)
+    mm = np.memmap(path, dtype=np.uint8, mode="r", shape=padded.shape)[:, :w.shape[1]]
+    x = rng.standard_normal((3, 512)).astype(np.float32)
+    out = np.full((3, 6), np.nan, dtype=np.float32)
+    y = get_backend(backend).matmul(qt, mm, x, out=out)
+    assert y is out
+    check_against_oracle(qt, w, x, y)
+
+
+@pytest.mark.parametrize("backend", FAST + ["numpy"])
+def test_bad_arguments(backend):
+    be = get_backend(backend)
+    qt = get_type("Q8_0")
+    w = random_rows(qt, 4, 64, np.random.default_rng(0))
+    x = np.zeros((2, 64), dtype=np.float32)
+    with pytest.raises(UnsupportedError, match="multiple of 32"):
+        be.matmul(qt, w, np.zeros((2, 48), dtype=np.float32))
+    with pytest.raises(QinferError, match="bytes do not hold"):
+        be.matmul(qt, w[:, :34], x)
+    with pytest.raises(QinferError, match="shape"):
+        be.matmul(qt, w, x, out=np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(QinferError, match="2-D"):
+        be.matmul(qt, w, x[0])
+    with pytest.raises(UnsupportedError, match="Q8_K"):
+        be.matmul("Q8_K", np.zeros((1, 292), np.uint8), np.zeros((1, 256), np.float32))
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+def test_native_threads_give_identical_bits():
+    """Each output is one kernel call whatever the thread split, so results are bitwise equal."""
+    qt = get_type("Q5_K")
+    rng = np.random.default_rng(9)
+    w = random_rows(qt, 300, 1024, rng)
+    x = rng.standard_normal((7, 1024)).astype(np.float32)
+    be = get_backend("native")
+    ref = be.matmul(qt, w, x, n_threads=1)
+    for threads in (2, 3, 8):
+        assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref)
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+def test_native_concurrent_callers():
+    """Two Python threads share the C pool: one gets it, the other runs on its own thread."""
+    qt = get_type("Q4_0")
+    rng = np.random.default_rng(2)
+    w = random_rows(qt, 256, 2048, rng)
+    xs = [rng.standard_normal((4, 2048)).astype(np.float32) for _ in range(2)]
+    be = get_backend("native")
+    refs = [be.matmul(qt, w, x, n_threads=1) for x in xs]
+    results, errors = [None, None], []
+
+    def run(k):
+        try:
+            for _ in range(20):
+                y = be.matmul(qt, w, xs[k], n_threads=2)
+                if not np.array_equal(y, refs[k]):
+                    errors.append(k)
+            results[k] = True
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and all(results)
