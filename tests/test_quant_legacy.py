@@ -1,0 +1,132 @@
+"""Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: decoding equals gguf-py, `ggml` bytes equal
+llama.cpp's, `best` is never worse, and the three backends agree byte for byte."""
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from gguf import quants as gq
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backends import available
+from qinfer import quants
+from qinfer.errors import UnsupportedError
+
+LEGACY = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+IMATRIX_GGML = {"Q8_0", "Q4_0", "Q5_0"}   # types whose llama.cpp imatrix path qinfer reproduces
+
+
+def _fp16_scales():
+    # Finite fp16 bit patterns: zero, denormals, extremes; never NaN/inf.
+    finite = st.integers(0, 0x7BFF) | st.sampled_from([0, 1, 0x3FF, 0x400, 0x7BFF])
+    return st.tuples(finite, st.booleans()).map(lambda t: t[0] | (0x8000 if t[1] else 0))
+
+
+@st.composite
+def random_blocks(draw, t):
+    qt = quants.get_type(t)
+    nblocks = draw(st.integers(1, 6))
+    raw = bytearray(draw(st.binary(min_size=qt.type_size * nblocks, max_size=qt.type_size * nblocks)))
+    scale_offsets = [0, 2] if t in ("Q4_1", "Q5_1") else [0]
+    for b in range(nblocks):
+        for off in scale_offsets:
+            h = draw(_fp16_scales())
+            raw[b * qt.type_size + off: b * qt.type_size + off + 2] = h.to_bytes(2, "little")
+    return np.frombuffer(bytes(raw), np.uint8)
+
+
+@pytest.mark.parametrize("backend", available())
+@pytest.mark.parametrize("t", LEGACY)
+@given(data=st.data())
+def test_dequantize_equals_gguf(backend, t, data):
+    raw = data.draw(random_blocks(t))
+    ref = gq.dequantize(raw, getattr(T, t)).reshape(-1)
+    ours = quants.dequantize(raw, t, backend=backend).reshape(-1)
+    assert ours.tobytes() == ref.tobytes()
+
+
+def _matrices(rng):
+    """Gaussian, heavy-tailed (Student-t df=3) and outlier-channel matrices."""
+    g = rng.standard_normal((6, 512)).astype(np.float32)
+    t3 = rng.standard_t(3, (6, 512)).astype(np.float32)
+    out = rng.standard_normal((6, 512)).astype(np.float32)
+    out[:, rng.choice(512, 8, replace=False)] *= 25.0
+    return {"gaussian": g, "student_t3": t3, "outliers": out}
+
+
+@pytest.mark.parametrize("t", LEGACY)
+def test_ggml_bytes_equal_llamacpp(t, rng):
+    pytest.importorskip("llama_cpp")
+    from llamacpp_quant import llamacpp_quantize
+
+    # Row lengths from the issue: one super-block, Mistral's dim and hidden size,
+    # and rows that are no multiple of 256 (legacy blocks are 32 wide, so no fallback).
+    # At least 2 rows each: llama.cpp leaves 1-row (i.e. 1-D) tensors unquantized.
+    tensors = {f"r{n}": rng.standard_normal((rows, n)).astype(np.float32) * 0.02
+               for n, rows in [(256, 4), (4096, 2), (14336, 2), (96, 3)]}
+    tensors["t3"] = rng.standard_t(3, (2, 4096)).astype(np.float32)
+    ref = llamacpp_quantize(tensors, t)
+    for name, x in tensors.items():
+        rtype, rbytes = ref[name]
+        assert rtype == t
+        assert quants.quantize(x, t, "ggml").tobytes() == rbytes, name
+    if t in IMATRIX_GGML:
+        im = {k: rng.random(v.shape[1]).astype(np.float32) + 0.01 for k, v in tensors.items()}
+        ref = llamacpp_quantize(tensors, t, im)
+        for name, x in tensors.items():
+            assert quants.quantize(x, t, "ggml", im[name]).tobytes() == ref[name][1], name
+
+
+def _werr(x, t, blocks, w):
+    y = quants.dequantize(blocks, t, x.shape, backend="numpy")
+    return float((w[None, :] * (x.astype(np.float64) - y) ** 2).sum())
+
+
+@pytest.mark.parametrize("t", LEGACY)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_best_never_worse_than_ggml(t, weighted, rng):
+    for kind, x in _matrices(rng).items():
+        im = rng.random(x.shape[1]).astype(np.float32) + 0.01 if weighted else None
+        w = im if weighted else np.ones(x.shape[1], np.float32)
+        g = quants.quantize(x, t, "ggml", im if t in IMATRIX_GGML else None)
+        b = quants.quantize(x, t, "best", im)
+        eg, eb = _werr(x, t, g, w), _werr(x, t, b, w)
+        assert eb <= eg, (kind, eb, eg)
+        if t != "Q8_0" and kind != "outliers":
+            # Measured gains of the scale search: 7-12% lower weighted squared error on
+            # Gaussian and Student-t rows (outlier channels: 1-2%, the outlier forces the
+            # block scale). Against llama.cpp's own importance-matrix search (Q4_0/Q5_0
+            # with weights) the measured gain is 2-2.5%. The floors below are what a
+            # regression to "ggml plus nothing" fails.
+            floor = 0.99 if (weighted and t in IMATRIX_GGML) else 0.97
+            assert eb < floor * eg, (kind, eb / eg)
+
+
+values = st.sampled_from(["normal", "zeros", "constant", "tiny", "huge", "ties", "t3"])
+
+
+@given(kind=values, rows=st.integers(1, 3), nblk=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       imat=st.booleans())
+@pytest.mark.parametrize("t", LEGACY)
+def test_backends_agree(t, kind, rows, nblk, seed, imat):
+    r = np.random.default_rng(seed)
+    shape = (rows, 32 * nblk)
+    x = {"normal": lambda: r.standard_normal(shape),
+         "zeros": lambda: np.zeros(shape),
+         "constant": lambda: np.full(shape, r.standard_normal()),
+         "tiny": lambda: r.standard_normal(shape) * 1e-6,
+         "huge": lambda: r.standard_normal(shape) * 1e3,
+         "ties": lambda: np.round(r.standard_normal(shape) * 4) / 4,
+         "t3": lambda: r.standard_t(3, shape)}[kind]().astype(np.float32)
+    im = r.random(shape[1]).astype(np.float32) + 0.01 if imat else None
+    bes = available()
+    for q in ("ggml", "best"):
+        if q == "ggml" and im is not None and t not in IMATRIX_GGML:
+            continue
+        outs = [quants.quantize(x, t, q, im, backend=b).tobytes() for b in bes]
+        assert all(o == outs[0] for o in outs), (q, bes)
+
+
+def test_ggml_imatrix_unsupported_is_clear():
+    x = np.ones((1, 32), np.float32)
+    with pytest.raises(UnsupportedError, match="importance matrix"):
+        quants.quantize(x, "Q4_1", "ggml", np.ones(32, np.float32))
