@@ -1,0 +1,126 @@
+"""qinfer.convert(src, out, type=...): one tensor at a time into a GGUF file.
+
+The output is written to a temporary file beside `out` and renamed only when
+complete, so a failure or Ctrl-C never leaves a partial file behind, and an
+existing output is kept unless force=True.
+"""
+import os
+import tempfile
+import time
+
+import gguf
+import numpy as np
+
+from qinfer import quants
+from qinfer.errors import QinferError
+
+from .model_params import from_hf, from_mistral
+from .names import plan
+from .recipes import FILE_TYPES, file_type, tensor_type
+from .sources import open_checkpoint
+from .spm_metadata import tokenizer_metadata
+
+
+def _order(name):
+    # llama.cpp's order: non-block tensors first, then by layer, then by name.
+    if name.startswith("blk."):
+        return (int(name.split(".")[1]), name)
+    return (-1, name)
+
+
+def _write_metadata(w, p, ftype, name, vocab):
+    w.add_name(name)
+    w.add_context_length(p.context_length)
+    w.add_embedding_length(p.dim)
+    w.add_block_count(p.n_layers)
+    w.add_feed_forward_length(p.hidden_dim)
+    w.add_head_count(p.n_heads)
+    w.add_head_count_kv(p.n_kv_heads)
+    w.add_key_length(p.head_dim)
+    w.add_value_length(p.head_dim)
+    w.add_rope_dimension_count(p.head_dim)
+    w.add_rope_freq_base(p.rope_theta)
+    w.add_layer_norm_rms_eps(p.norm_eps)
+    w.add_vocab_size(p.vocab_size)
+    if p.sliding_window:
+        w.add_sliding_window(p.sliding_window)
+    if p.n_experts:
+        w.add_expert_count(p.n_experts)
+        w.add_expert_used_count(p.n_experts_used)
+    w.add_file_type(FILE_TYPES[ftype][0])
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_tokenizer_model(vocab["model"])
+    w.add_tokenizer_pre(vocab["pre"])
+    w.add_token_list(vocab["tokens"])
+    w.add_token_scores(vocab["scores"])
+    w.add_token_types(vocab["types"])
+    w.add_bos_token_id(vocab["bos"])
+    w.add_eos_token_id(vocab["eos"])
+    if vocab["unk"] >= 0:
+        w.add_unk_token_id(vocab["unk"])
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+
+
+def _encode(pt, ttype, quantizer):
+    """Bytes of one planned tensor in type `ttype`, one expert slice at a time."""
+    parts = []
+    for e in (range(len(pt.sources)) if len(pt.sources) > 1 else [None]):
+        x = pt.expert(e)
+        if x.ndim == 1:
+            parts.append(x.astype(np.float32).view(np.uint8))
+        else:
+            parts.append(quants.quantize(x, ttype, quantizer).reshape(-1))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=None, force=False):
+    """Convert a Mistral download (.tar or folder) or HF folder to a GGUF file."""
+    ftype = file_type(type)
+    if quantizer not in quants.QUANTIZERS:
+        raise QinferError(f"unknown quantizer {quantizer!r}; use one of {', '.join(quants.QUANTIZERS)}")
+    if imatrix is not None:
+        raise QinferError("--imatrix is not supported by this converter yet")
+    out = os.fspath(out)
+    if os.path.exists(out) and not force:
+        raise QinferError(f"{out} exists; pass --force to overwrite it")
+    ck = open_checkpoint(src)
+    cfg = ck.json("params.json" if ck.kind == "mistral" else "config.json")
+    params = (from_mistral if ck.kind == "mistral" else from_hf)(cfg, ck.label)
+    tensors = ck.tensors()
+    planned = plan(tensors, params, ck.kind, ck.label)
+    if "output.weight" not in planned:
+        params.tied = True
+    vocab = tokenizer_metadata(ck.tokenizer(), params.vocab_size, ck.label)
+    names = sorted(planned, key=_order)
+    types = {n: tensor_type(n, planned[n].shape, ftype, params) for n in names}
+
+    folder = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".qinfer-", suffix=".gguf.part", dir=folder)
+    os.close(fd)
+    try:
+        w = gguf.GGUFWriter(tmp, "llama")
+        _write_metadata(w, params, ftype, os.path.splitext(os.path.basename(os.fspath(src)))[0], vocab)
+        for n in names:
+            qt = quants.get_type(types[n])
+            shape = planned[n].shape
+            nbytes = int(np.prod(shape[:-1])) * qt.row_bytes(shape[-1]) if len(shape) > 1 else 4 * shape[0]
+            w.add_tensor_info(n, shape, np.float32, nbytes,
+                              raw_dtype=gguf.GGMLQuantizationType(qt.ggml_id))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        total = sum(int(np.prod(planned[n].shape)) * 4 for n in names)
+        done, t0 = 0, time.time()
+        for n in names:
+            w.write_tensor_data(_encode(planned[n], types[n], quantizer))
+            done += int(np.prod(planned[n].shape)) * 4
+            if progress:
+                progress(n, done, total, time.time() - t0)
+        w.close()
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return out

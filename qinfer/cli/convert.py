@@ -1,0 +1,40 @@
+"""`qinfer convert SRC -o OUT.gguf [--type Q4_K_M]`."""
+import os
+import sys
+
+NAME = "convert"
+HELP = "convert a Mistral download (.tar or folder) or a Hugging Face folder to GGUF"
+
+
+def add_arguments(p):
+    p.add_argument("src", help="Mistral .tar, unpacked Mistral folder, or Hugging Face folder")
+    p.add_argument("-o", "--out", required=True, help="output GGUF file")
+    p.add_argument("--type", default="Q4_K_M", help="file type (F32, F16, BF16, Q8_0, Q4_K_M, ...)")
+    p.add_argument("--quantizer", default="best", choices=["best", "ggml"])
+    p.add_argument("--imatrix", help="llama.cpp importance-matrix file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def run(args):
+    from qinfer.convert.api import convert
+
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="B", unit_scale=True, desc="convert", file=sys.stderr)
+
+    def progress(name, done, total, elapsed):
+        if bar is not None:
+            bar.total = total
+            bar.set_postfix_str(name)
+            bar.update(done - bar.n)
+
+    out = convert(args.src, args.out, type=args.type, quantizer=args.quantizer,
+                  imatrix=args.imatrix, progress=progress, force=args.force)
+    if bar is not None:
+        bar.close()
+    if not args.quiet:
+        print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")
+    return 0
