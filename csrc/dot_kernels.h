@@ -63,7 +63,8 @@ static inline int16_t qi_load_i16(const uint8_t *p) { int16_t v; memcpy(&v, p, 2
 /* K-quant super-block decoding shared by the dot_kquant*.c files; ty is the
  * ggml type id (10 = Q2_K .. 14 = Q6_K). */
 int qi_kq_block_bytes(int ty);
-void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn, float *dw, float *dmw);
+void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn);
+void qi_kq_scale_offsets(int ty, int *d_at, int *dm_at);
 void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
 
 /* Kernels, defined in dot_float.c, dot_legacy*.c, dot_kquant*.c. */

@@ -26,23 +26,10 @@ int qi_kq_block_bytes(int ty) {
     }
 }
 
-/* Q4_K/Q5_K 6-bit scale and min of 32-group g (REFERENCE §1, get_scale_min_k4). */
-static inline void scale_min_k4(int g, const uint8_t *q, int *sc, int *m) {
-    if (g < 4) {
-        *sc = q[g] & 63;
-        *m = q[g + 4] & 63;
-    } else {
-        *sc = (q[g + 4] & 15) | ((q[g - 4] >> 6) << 4);
-        *m = (q[g + 4] >> 4) | ((q[g] >> 6) << 4);
-    }
-}
-
-void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn, float *dw, float *dmw) {
+void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn) {
     switch (ty) {
     case 10:
         for (int j = 0; j < 16; j++) { sc[j] = b[j] & 15; mn[j] = b[j] >> 4; }
-        *dw = qi_load_f16(b + 80);
-        *dmw = qi_load_f16(b + 82);
         break;
     case 11: {
         const uint8_t *s = b + 96;
@@ -52,27 +39,41 @@ void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn, float *dw,
             sc[j] = (int16_t)((low | (high << 4)) - 32);
             mn[j] = (int16_t)(4 * sc[j]);
         }
-        *dw = *dmw = qi_load_f16(b + 108);
         break;
     }
-    case 12: case 13:
+    case 12: case 13: {
+        /* scale_min_k4 for all 8 groups at once on 32-bit words */
+        uint32_t q0, q1, q2;
+        memcpy(&q0, b + 4, 4);
+        memcpy(&q1, b + 8, 4);
+        memcpy(&q2, b + 12, 4);
+        const uint32_t words[4] = {q0 & 0x3f3f3f3fu, (q2 & 0x0f0f0f0fu) | ((q0 >> 2) & 0x30303030u),
+                                   q1 & 0x3f3f3f3fu, ((q2 >> 4) & 0x0f0f0f0fu) | ((q1 >> 2) & 0x30303030u)};
+        uint8_t v[16];   /* scales of groups 0..7, then mins */
+        memcpy(v, words, 16);
         for (int g = 0; g < 8; g++) {
-            int s, m;
-            scale_min_k4(g, b + 4, &s, &m);
-            sc[2 * g] = sc[2 * g + 1] = (int16_t)s;
-            mn[2 * g] = mn[2 * g + 1] = (int16_t)m;
+            sc[2 * g] = sc[2 * g + 1] = v[g];
+            mn[2 * g] = mn[2 * g + 1] = v[8 + g];
         }
-        *dw = qi_load_f16(b);
-        *dmw = qi_load_f16(b + 2);
         break;
+    }
     default:
         for (int j = 0; j < 16; j++) { sc[j] = (int8_t)b[192 + j]; mn[j] = (int16_t)(32 * sc[j]); }
-        *dw = *dmw = qi_load_f16(b + 208);
         break;
     }
 }
 
 /* Codes u[0..255] in element order. */
+/* Byte offsets of the f16 d and of the f16 factor of mn (dmin, or d again). */
+void qi_kq_scale_offsets(int ty, int *d_at, int *dm_at) {
+    switch (ty) {
+    case 10: *d_at = 80; *dm_at = 82; break;
+    case 11: *d_at = *dm_at = 108; break;
+    case 12: case 13: *d_at = 0; *dm_at = 2; break;
+    default: *d_at = *dm_at = 208; break;
+    }
+}
+
 void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u) {
     for (int e = 0; e < 256; e++) {
         int c;
@@ -106,11 +107,13 @@ static void kq_scalar(int ty, int64_t nb, const uint8_t *w, const uint8_t *a, si
     uint8_t u[256];
     int16_t sc[16], mn[16];
     const int bb = qi_kq_block_bytes(ty);
+    int d_at, dm_at;
+    qi_kq_scale_offsets(ty, &d_at, &dm_at);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = w + i * bb;
-        float dw, dmw;
-        qi_kq_scales(ty, b, sc, mn, &dw, &dmw);
+        qi_kq_scales(ty, b, sc, mn);
         qi_kq_codes_scalar(ty, b, u);
+        const float dw = qi_load_f16(b + d_at), dmw = qi_load_f16(b + dm_at);
         for (int t = 0; t < na; t++) {
             const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
             const int8_t *q = (const int8_t *)(ab + QI_Q8K_QS);

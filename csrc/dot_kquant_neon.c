@@ -9,6 +9,12 @@
 
 #if defined(QI_ARM64)
 
+static inline float f16_neon(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+
 static inline uint8x16_t shr_mask(uint8x16_t v, int n, int mask) {
     /* variable shift: vshlq with a negative count shifts right */
     return vandq_u8(vshlq_u8(v, vdupq_n_s8((int8_t)-n)), vdupq_n_u8((uint8_t)mask));
@@ -77,11 +83,13 @@ QI_TARGET_DOTPROD static inline int32x4_t idot16_dotprod(int8x16_t u, int8x16_t 
         uint8_t u[256];                                                                           \
         int16_t sc[16], mn[16];                                                                   \
         float acc[QI_TILE] = {0};                                                                 \
-        const int bb = qi_kq_block_bytes(ty);                                                     \
+        const int bb = qi_kq_block_bytes(ty);                                                    \
+        int d_at, dm_at;                                                                         \
+        qi_kq_scale_offsets(ty, &d_at, &dm_at);                                                  \
         for (int64_t i = 0; i < nb; i++) {                                                        \
             const uint8_t *b = w + i * bb;                                                        \
-            float dw, dmw;                                                                        \
-            qi_kq_scales(ty, b, sc, mn, &dw, &dmw);                                               \
+            qi_kq_scales(ty, b, sc, mn);                                                          \
+            const float dw = f16_neon(b + d_at), dmw = f16_neon(b + dm_at);                                 \
             codes_neon(ty, b, u);                                                                 \
             const int16x8_t mn0 = vld1q_s16(mn), mn1 = vld1q_s16(mn + 8);                         \
             for (int t = 0; t < na; t++) {                                                        \

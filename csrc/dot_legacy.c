@@ -23,14 +23,16 @@ static inline int block_bytes(int ty) {
     }
 }
 
-/* dw and cw of a block (see above). */
-static inline void block_scales(int ty, const uint8_t *b, float *dw, float *cw) {
-    const float d = qi_load_f16(b);
+static inline int has_min(int ty) { return ty == L_Q4_1 || ty == L_Q5_1; }
+
+/* dw and cw of a block (see above) from its f16 fields d and m, converted by
+ * the caller (hardware conversion in the SIMD paths). */
+static inline void block_scales(int ty, float d, float m, float *dw, float *cw) {
     *dw = d;
     switch (ty) {
     case L_Q4_0: *cw = -8.f * d; break;
     case L_Q5_0: *cw = -16.f * d; break;
-    case L_Q4_1: case L_Q5_1: *cw = qi_load_f16(b + 2); break;
+    case L_Q4_1: case L_Q5_1: *cw = m; break;
     default: *cw = 0.f; break;
     }
 }
@@ -67,7 +69,7 @@ static inline void legacy_scalar(int ty, int64_t nb, const uint8_t *w, const uin
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = w + i * block_bytes(ty);
         float dw, cw;
-        block_scales(ty, b, &dw, &cw);
+        block_scales(ty, qi_load_f16(b), has_min(ty) ? qi_load_f16(b + 2) : 0.f, &dw, &cw);
         decode_scalar(ty, b, u);
         for (int t = 0; t < na; t++) {
             const uint8_t *ab = a + t * as + i * QI_Q8_BYTES;
@@ -142,7 +144,8 @@ QI_TARGET_AVX2 static inline __m256i idot32_avx2(int ty, __m256i u, __m256i q) {
         for (int64_t i = 0; i < nb; i++) {                                                    \
             const uint8_t *b = w + i * bb;                                                    \
             float dw, cw;                                                                     \
-            block_scales(ty, b, &dw, &cw);                                                    \
+            block_scales(ty, _cvtsh_ss(qi_load_u16(b)),                                       \
+                         has_min(ty) ? _cvtsh_ss(qi_load_u16(b + 2)) : 0.f, &dw, &cw);        \
             const __m256i u = decode_avx2(ty, b);                                             \
             for (int t = 0; t < NA; t++) {                                                    \
                 const uint8_t *ab = a + t * as + i * QI_Q8_BYTES;                             \
@@ -174,6 +177,12 @@ LEGACY_ALL(avx2, QI_TARGET_AVX2, legacy_avx2)
 
 /* ---- NEON (plain and dotprod) ------------------------------------------- */
 #if defined(QI_ARM64)
+
+static inline float f16_neon(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
 
 /* Codes of elements 0..15 and 16..31 (int8: every code fits). */
 static inline void decode_neon(int ty, const uint8_t *b, int8x16_t *lo, int8x16_t *hi) {
@@ -218,7 +227,7 @@ QI_TARGET_DOTPROD static inline int32x4_t idot16_dotprod(int32x4_t acc, int8x16_
         for (int64_t i = 0; i < nb; i++) {                                                       \
             const uint8_t *b = w + i * bb;                                                       \
             float dw, cw;                                                                        \
-            block_scales(ty, b, &dw, &cw);                                                       \
+            block_scales(ty, f16_neon(b), has_min(ty) ? f16_neon(b + 2) : 0.f, &dw, &cw);        \
             int8x16_t lo, hi;                                                                    \
             decode_neon(ty, b, &lo, &hi);                                                        \
             for (int t = 0; t < na; t++) {                                                       \

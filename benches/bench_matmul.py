@@ -1,0 +1,167 @@
+"""Matmul throughput per weight type: qinfer native vs Numba vs llama.cpp's ggml.
+
+    python benches/bench_matmul.py [--n-in 4096] [--n-out 4096] [--tokens 1,64]
+                                   [--threads 2] [--types Q4_0,Q4_K,...] [--no-numba]
+
+For every type and token count it times y = x @ W.T on random valid weight
+rows and prints GFLOP/s (2*n_in*n_out*n_tok / time) and, for one token, the
+weight bandwidth GB/s (weight bytes / time; generation is bandwidth-bound).
+llama.cpp is timed through the libggml that llama-cpp-python ships (ctypes:
+one MUL_MAT graph computed with ggml_graph_compute_with_ctx on the same bytes
+and the same thread count), i.e. ggml's CPU kernels without the model-level
+repacked layouts. The CPU, its flags and the SIMD level are printed first.
+"""
+import argparse
+import ctypes
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+from random_blocks import random_rows  # noqa: E402
+
+from qinfer.kernels import get_backend  # noqa: E402
+from qinfer.quants import get_type  # noqa: E402
+
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+         "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+
+
+def cpu_description():
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith(("flags", "Features")) and not flags:
+                flags = line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    keep = {"avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "asimd", "asimddp", "i8mm"}
+    return model, sorted(f for f in flags if f in keep)
+
+
+def best_time(fn, min_time=0.5, min_reps=3):
+    fn()  # warm-up (JIT, page faults, thread creation)
+    times, start = [], time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+class Ggml:
+    """Just enough of ggml's C API (via ctypes) to time one MUL_MAT."""
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
+                    ("no_alloc", ctypes.c_bool)]
+
+    def __init__(self):
+        import llama_cpp
+        libdir = Path(llama_cpp.__file__).parent / "lib"
+        self.base = ctypes.CDLL(str(libdir / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+        self.cpu = ctypes.CDLL(str(libdir / "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+        b, c, vp = self.base, self.cpu, ctypes.c_void_p
+        b.ggml_init.restype, b.ggml_init.argtypes = vp, [self.InitParams]
+        b.ggml_free.argtypes = [vp]
+        b.ggml_new_tensor_2d.restype = vp
+        b.ggml_new_tensor_2d.argtypes = [vp, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        b.ggml_mul_mat.restype, b.ggml_mul_mat.argtypes = vp, [vp, vp, vp]
+        b.ggml_new_graph.restype, b.ggml_new_graph.argtypes = vp, [vp]
+        b.ggml_build_forward_expand.argtypes = [vp, vp]
+        b.ggml_get_data.restype, b.ggml_get_data.argtypes = vp, [vp]
+        c.ggml_graph_compute_with_ctx.argtypes = [vp, vp, ctypes.c_int]
+        c.ggml_cpu_init()
+
+    def matmul_timer(self, qt, w, x, n_threads):
+        """A function computing x @ W.T with ggml, and a function reading its result."""
+        n_out, n_tok, n_in = w.shape[0], x.shape[0], x.shape[1]
+        mem = w.nbytes + 3 * x.nbytes + 4 * n_out * n_tok + (512 << 20)  # + ggml work buffer
+        ctx = self.base.ggml_init(self.InitParams(mem, None, False))
+        a = self.base.ggml_new_tensor_2d(ctx, qt.ggml_id, n_in, n_out)
+        bt = self.base.ggml_new_tensor_2d(ctx, 0, n_in, n_tok)
+        out = self.base.ggml_mul_mat(ctx, a, bt)
+        graph = self.base.ggml_new_graph(ctx)
+        self.base.ggml_build_forward_expand(graph, out)
+        ctypes.memmove(self.base.ggml_get_data(a), np.ascontiguousarray(w).ctypes.data, w.nbytes)
+        ctypes.memmove(self.base.ggml_get_data(bt), x.ctypes.data, x.nbytes)
+
+        def run():
+            self.cpu.ggml_graph_compute_with_ctx(ctx, graph, n_threads)
+
+        def result():
+            buf = (ctypes.c_float * (n_out * n_tok)).from_address(self.base.ggml_get_data(out))
+            return np.frombuffer(buf, dtype=np.float32).reshape(n_tok, n_out).copy()
+
+        return run, result, lambda: self.base.ggml_free(ctx)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-in", type=int, default=4096)
+    ap.add_argument("--n-out", type=int, default=4096)
+    ap.add_argument("--tokens", default="1,64")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--types", default=",".join(TYPES))
+    ap.add_argument("--no-numba", action="store_true")
+    ap.add_argument("--no-ggml", action="store_true")
+    args = ap.parse_args()
+
+    native = get_backend("native")
+    numba_be = None if args.no_numba else get_backend("numba")
+    ggml = None
+    if not args.no_ggml:
+        try:
+            ggml = Ggml()
+        except (ImportError, OSError, AttributeError) as exc:
+            print(f"llama.cpp's ggml not available ({exc}); skipping that column")
+    model, flags = cpu_description()
+    print(f"CPU: {model}; flags: {' '.join(flags)}; threads: {args.threads}; "
+          f"qinfer: {native.describe()}")
+    print(f"W: {args.n_out} x {args.n_in}\n")
+    print("| type | n_tok | native GFLOP/s | native GB/s | numba GFLOP/s | numba GB/s | "
+          "ggml GFLOP/s | ggml GB/s | native/ggml |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for name in args.types.split(","):
+        qt = get_type(name)
+        w = random_rows(qt, args.n_out, args.n_in, rng)
+        for n_tok in (int(t) for t in args.tokens.split(",")):
+            x = rng.standard_normal((n_tok, args.n_in)).astype(np.float32)
+            flops = 2.0 * args.n_in * args.n_out * n_tok
+            out = np.empty((n_tok, args.n_out), dtype=np.float32)
+            cols = []
+            t_nat = best_time(lambda: native.matmul(qt, w, x, out=out, n_threads=args.threads))
+            cols.append(t_nat)
+            if numba_be is not None:
+                cols.append(best_time(lambda: numba_be.matmul(qt, w, x, n_threads=args.threads)))
+            else:
+                cols.append(None)
+            t_ggml = None
+            if ggml is not None:
+                run, result, free = ggml.matmul_timer(qt, w, x, args.threads)
+                t_ggml = best_time(run)
+                ref = native.matmul(qt, w, x, n_threads=args.threads)
+                rel = np.abs(result() - ref).max() / max(np.abs(ref).max(), 1e-30)
+                free()
+                if rel > 0.05:
+                    print(f"warning: {name} ggml and qinfer differ by {rel:.3g} (relative to max)")
+            cols.append(t_ggml)
+            cells = []
+            for t in cols:
+                if t is None:
+                    cells += ["-", "-"]
+                else:
+                    cells += [f"{flops / t / 1e9:.1f}", f"{w.nbytes / t / 1e9:.1f}" if n_tok == 1 else "-"]
+            ratio = f"{t_ggml / t_nat:.2f}" if t_ggml else "-"
+            print(f"| {name} | {n_tok} | " + " | ".join(cells) + f" | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
