@@ -1,0 +1,18 @@
+"""Tokenizers rebuilt from GGUF metadata alone.
+
+    tok = from_gguf(metadata)
+    ids = tok.encode("text", add_bos=True, parse_special=False)
+    text = tok.decode(ids)
+"""
+from ..errors import UnsupportedError
+from .spm import SpmTokenizer
+
+
+def from_gguf(metadata):
+    model = metadata.get("tokenizer.ggml.model")
+    if model == "llama":
+        return SpmTokenizer.from_metadata(metadata)
+    raise UnsupportedError(f"tokenizer model {model!r} is not supported yet (sentencepiece 'llama' is)")
+
+
+__all__ = ["from_gguf", "SpmTokenizer"]
