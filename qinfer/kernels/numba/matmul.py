@@ -5,27 +5,43 @@ the native core (csrc/act_quant.c: per 32 values for the 32-element formats,
 per 256 with 16-value sums for the K-quants, q = round_half_even(x*127/amax)),
 then every output row is an integer dot product per block with a float scale
 per block; rows run in parallel (prange). The K-quant kernels live in
-matmul_kquant.py. F32/F16/BF16 weights are widened to float32 a slab of rows
-at a time and multiplied with numpy's BLAS (float32 accumulation); the slab
-bounds the extra memory to a few MB.
+matmul_kquant.py. F16/BF16 weights go through a 64K-entry conversion table
+in a jitted dot product; F32 weights use numpy's BLAS a slab of rows at a time
+(float32 accumulation).
 """
 import numba
 import numpy as np
 from numba import njit, prange
 
-from .floats import fp16_bits_to_fp32
 from . import matmul_kquant
 
 F32 = np.float32
 SLAB_BYTES = 4 << 20
+# f16 / bf16 bit patterns -> float32 (exact); a table lookup replaces the
+# branchy bit manipulation in the inner loops (numba freezes global arrays
+# into the compiled code).
+F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+BF16_TABLE = (np.arange(1 << 16, dtype=np.uint32) << 16).view(np.float32)
 
 
 @njit(cache=True, inline="always")
 def f16_at(w, r, o):
-    return fp16_bits_to_fp32(np.uint16(w[r, o]) | (np.uint16(w[r, o + 1]) << 8))
+    return F16_TABLE[np.int64(w[r, o]) | (np.int64(w[r, o + 1]) << 8)]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
+def _mm_half(w16, x, out, table):
+    """F16 / BF16 weights (uint16 [n_out, n_in]) through a conversion table.
+    fastmath lets LLVM reorder (vectorise) the float sum, as the SIMD kernels do."""
+    for r in prange(w16.shape[0]):
+        for t in range(x.shape[0]):
+            acc = F32(0.0)
+            for i in range(x.shape[1]):
+                acc += table[w16[r, i]] * x[t, i]
+            out[t, r] = acc
+
+
+@njit(cache=True, parallel=True)  # no fastmath: must round exactly like csrc/act_quant.c
 def quantize_act(x, block, q, d, s):
     """x f32 [n_tok, n] -> q int8 [n_tok, n], d f32 [n_tok, n/block] and
     s int32 [n_tok, n/16]: the integer sum of every 16 values."""
@@ -53,7 +69,7 @@ def quantize_act(x, block, q, d, s):
 # (Q4_0: cw = -8*dw, Q5_0: -16*dw, Q4_1/Q5_1: cw = m), so a block's dot product
 # is dw*da*sum(u*q) + cw*da*sum(q).
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q4(w, q, d, s16, out, with_min):
     n_tok, n_in = q.shape
     bb = 20 if with_min else 18
@@ -74,7 +90,7 @@ def _mm_q4(w, q, d, s16, out, with_min):
             out[t, r] = acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q5(w, q, d, s16, out, with_min):
     n_tok, n_in = q.shape
     bb = 24 if with_min else 22
@@ -99,7 +115,7 @@ def _mm_q5(w, q, d, s16, out, with_min):
             out[t, r] = acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q8_0(w, q, d, out):
     n_tok, n_in = q.shape
     for r in prange(w.shape[0]):
@@ -115,12 +131,8 @@ def _mm_q8_0(w, q, d, out):
 
 
 def _float_rows(qt, w):
-    """float32 copy of weight rows (a slab) of an F32/F16/BF16 matrix."""
-    if qt.name == "F32":
-        return w.view(np.float32)
-    if qt.name == "F16":
-        return w.view(np.float16).astype(np.float32)
-    return (w.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    """F32 weight rows (a slab) as float32."""
+    return w.view(np.float32)
 
 
 def matmul(qt, w, x, out, n_threads=None):
@@ -129,14 +141,17 @@ def matmul(qt, w, x, out, n_threads=None):
     n_out = w.shape[0]
     if n_out == 0 or n_tok == 0:
         return out
+    if isinstance(w, np.memmap):
+        w = w.view(np.ndarray)   # same memory; numba types plain arrays only
+    if qt.name in ("F16", "BF16"):
+        _mm_half(w.view(np.uint16), x, out, F16_TABLE if qt.name == "F16" else BF16_TABLE)
+        return out
     if qt.block_size == 1:
         slab = max(1, SLAB_BYTES // max(1, w.shape[1]))
         for r0 in range(0, n_out, slab):
             r1 = min(n_out, r0 + slab)
             out[:, r0:r1] = x @ _float_rows(qt, w[r0:r1]).T
         return out
-    if isinstance(w, np.memmap):
-        w = w.view(np.ndarray)   # same memory; numba types plain arrays only
     old = numba.get_num_threads()
     if n_threads:
         numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))

@@ -8,17 +8,16 @@ with integer inner sums. Layouts: REFERENCE.md §1. Rows run in parallel.
 import numpy as np
 from numba import njit, prange
 
-from .floats import fp16_bits_to_fp32
-
 F32 = np.float32
+F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 @njit(cache=True, inline="always")
 def _f16(w, r, o):
-    return fp16_bits_to_fp32(np.uint16(w[r, o]) | (np.uint16(w[r, o + 1]) << 8))
+    return F16_TABLE[np.int64(w[r, o]) | (np.int64(w[r, o + 1]) << 8)]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q2_k(w, q, d, s16, out):
     n_tok, n_in = q.shape
     for r in prange(w.shape[0]):
@@ -50,7 +49,7 @@ def _q3_scale(w, r, o, j):
     return (low | (high << 4)) - 32
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q3_k(w, q, d, s16, out):
     n_tok, n_in = q.shape
     for r in prange(w.shape[0]):
@@ -86,7 +85,7 @@ def _scale_min_k4(w, r, s, g):
     return sc, m
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q45_k(w, q, d, s16, out, five):
     n_tok, n_in = q.shape
     bb = 176 if five else 144
@@ -114,7 +113,7 @@ def _mm_q45_k(w, q, d, s16, out, five):
             out[t, r] = acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def _mm_q6_k(w, q, d, s16, out):
     n_tok, n_in = q.shape
     for r in prange(w.shape[0]):
