@@ -97,14 +97,41 @@ def _hf_from_raw(params, tensors):
     return model
 
 
-def test_weights_are_in_mistral_native_layout(raw, tmp_path):
+@pytest.fixture(scope="module")
+def f32_gguf(tmp_path_factory):
+    import qinfer
+
+    out = tmp_path_factory.mktemp("demo") / "demo-F32.gguf"
+    qinfer.convert(TAR, str(out), type="F32")
+    return str(out)
+
+
+SAMPLE = ("Return a new list containing all items from the iterable in ascending order.\n\n"
+          "    >>> sorted([3, 1, 2])  # code, spaces, digits\n"
+          "Ünïcödé, 中文, emoji 😀 and [INST] written as text.")
+
+
+def test_converted_vocabulary_tokenizes_as_sentencepiece(raw, f32_gguf):
+    """The converter accepts the demo's tokenizer.model, and qinfer's and
+    llama.cpp's tokenizers rebuilt from the GGUF give sentencepiece's ids."""
+    import sentencepiece as spm
+
+    import qinfer
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    sp = spm.SentencePieceProcessor(model_proto=raw[2])
+    expect = [1] + sp.encode(SAMPLE)
+    assert qinfer.load(f32_gguf, n_ctx=64).tokenize(SAMPLE) == expect
+    llm = llama_cpp.Llama(f32_gguf, vocab_only=True, verbose=False)
+    assert llm.tokenize(SAMPLE.encode(), add_bos=True, special=False) == expect
+
+
+def test_weights_are_in_mistral_native_layout(raw, f32_gguf):
     """llama.cpp runs the GGUF converted from the tarball with interleaved-pair
     RoPE; transformers runs the same weights in its own layout. Equal logits
     mean the tarball holds q/k the way Mistral's own tarballs do."""
     import sentencepiece as spm
     import torch
-
-    import qinfer
 
     llama_cpp = pytest.importorskip("llama_cpp")
     params, tensors, model_bytes = raw
@@ -112,10 +139,8 @@ def test_weights_are_in_mistral_native_layout(raw, tmp_path):
     ids = [1] + sp.encode("Return a new list containing all items from the iterable in ascending order.")
     with torch.no_grad():
         ref = _hf_from_raw(params, tensors)(torch.tensor([ids])).logits[0].numpy()
-    out = tmp_path / "demo-F32.gguf"
-    qinfer.convert(TAR, str(out), type="F32")
     # F32 KV cache (type 0): llama.cpp's default F16 cache alone moves logits by ~2e-3
-    llm = llama_cpp.Llama(str(out), n_ctx=128, n_threads=2, logits_all=True, verbose=False,
+    llm = llama_cpp.Llama(f32_gguf, n_ctx=128, n_threads=2, logits_all=True, verbose=False,
                           type_k=0, type_v=0)
     llm.eval(ids)
     got = np.array(llm.scores[:len(ids)], dtype=np.float32)
