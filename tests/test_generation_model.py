@@ -129,3 +129,20 @@ def test_one_model_used_from_a_second_thread_raises(model):
     release.set()
     t.join(60)
     assert outcome and isinstance(outcome[0], str)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-p", "The json module is a module of the standard library", "--ctx", "8"], "context full: the prompt has"),
+    (["-p", "x", "--temp", "-1"], "temperature must be >= 0"),
+    (["-p", "x", "--top-p", "0"], "top_p must be in (0, 1]"),
+])
+def test_run_refuses_bad_requests_with_one_line(gguf, args, message):
+    res = run_qinfer("run", gguf, *args)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith("qinfer run: error:") and message in res.stderr
+    assert res.stderr.count("\n") == 1
+
+
+def test_run_on_a_missing_file(tmp_path):
+    res = run_qinfer("run", tmp_path / "missing.gguf", "-p", "x")
+    assert res.returncode == 1 and "missing.gguf" in res.stderr and "Traceback" not in res.stderr
