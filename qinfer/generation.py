@@ -57,10 +57,14 @@ class GenerationStats:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
 
 
-def prompt_ids(model, prompt, add_bos=True):
-    """Token ids of a prompt given as text or as ids, checked against the vocabulary."""
+def prompt_ids(model, prompt, add_bos=None):
+    """Token ids of a prompt given as text or as ids, checked against the vocabulary.
+    add_bos=None: as the file says (tokenizer.ggml.add_bos_token, true for Mistral)."""
     if isinstance(prompt, str):
-        ids = list(model.tokenizer.encode(prompt, add_bos=add_bos, parse_special=True))
+        tok = model.tokenizer
+        if add_bos is None:
+            add_bos = getattr(tok, "add_bos", True)
+        ids = list(tok.encode(prompt, add_bos=add_bos, parse_special=True))
     else:
         try:
             ids = [int(t) for t in prompt]
@@ -79,7 +83,7 @@ def prompt_ids(model, prompt, add_bos=True):
 
 def generate(model, prompt, max_tokens=128, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
              repeat_penalty=1.1, seed=0, stop=("\n\n",), stream=True, cancel=None, *,
-             frequency_penalty=0.0, presence_penalty=0.0, penalty_last_n=64, add_bos=True,
+             frequency_penalty=0.0, presence_penalty=0.0, penalty_last_n=64, add_bos=None,
              stats=None):
     """Continue `prompt`. stream=True: a generator of text chunks; stream=False: the text.
 
