@@ -5,8 +5,6 @@ complete, so a failure or Ctrl-C never leaves a partial file behind, and an
 existing output is kept unless force=True.
 """
 import os
-import tempfile
-import time
 
 import gguf
 import numpy as np
@@ -14,10 +12,12 @@ import numpy as np
 from qinfer import quants
 from qinfer.errors import QinferError
 
+from .gguf_out import check_destination, write_gguf
 from .model_params import from_hf, from_mistral
 from .names import plan
 from .recipes import FILE_TYPES, file_type, tensor_type
 from .sources import open_checkpoint
+from .requantize import quantize  # noqa: F401  (public: qinfer.quantize)
 from .spm_metadata import tokenizer_metadata
 
 
@@ -81,9 +81,7 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
         raise QinferError(f"unknown quantizer {quantizer!r}; use one of {', '.join(quants.QUANTIZERS)}")
     if imatrix is not None:
         raise QinferError("--imatrix is not supported by this converter yet")
-    out = os.fspath(out)
-    if os.path.exists(out) and not force:
-        raise QinferError(f"{out} exists; pass --force to overwrite it")
+    out = check_destination(out, force)
     ck = open_checkpoint(src)
     cfg = ck.json("params.json" if ck.kind == "mistral" else "config.json")
     params = (from_mistral if ck.kind == "mistral" else from_hf)(cfg, ck.label)
@@ -95,32 +93,11 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
     names = sorted(planned, key=_order)
     types = {n: tensor_type(n, planned[n].shape, ftype, params) for n in names}
 
-    folder = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".qinfer-", suffix=".gguf.part", dir=folder)
-    os.close(fd)
-    try:
-        w = gguf.GGUFWriter(tmp, "llama")
-        _write_metadata(w, params, ftype, os.path.splitext(os.path.basename(os.fspath(src)))[0], vocab)
-        for n in names:
-            qt = quants.get_type(types[n])
-            shape = planned[n].shape
-            nbytes = int(np.prod(shape[:-1])) * qt.row_bytes(shape[-1]) if len(shape) > 1 else 4 * shape[0]
-            w.add_tensor_info(n, shape, np.float32, nbytes,
-                              raw_dtype=gguf.GGMLQuantizationType(qt.ggml_id))
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        total = sum(int(np.prod(planned[n].shape)) * 4 for n in names)
-        done, t0 = 0, time.time()
-        for n in names:
-            w.write_tensor_data(_encode(planned[n], types[n], quantizer))
-            done += int(np.prod(planned[n].shape)) * 4
-            if progress:
-                progress(n, done, total, time.time() - t0)
-        w.close()
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    def produce(n):
+        return lambda: _encode(planned[n], types[n], quantizer)
+
+    entries = [(n, planned[n].shape, types[n], produce(n), int(np.prod(planned[n].shape)) * 4)
+               for n in names]
+    meta_name = os.path.splitext(os.path.basename(os.fspath(src)))[0]
+    write_gguf(out, lambda w: _write_metadata(w, params, ftype, meta_name, vocab), entries, progress)
     return out

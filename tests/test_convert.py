@@ -169,3 +169,20 @@ def test_bad_inputs_fail_with_one_line_and_no_output(checkpoint, tmp_path):
     assert r.returncode == 1 and "--force" in r.stderr and out.read_bytes() == b"keep"
     r = run_qinfer("convert", forms["tar"], "-o", out, "-q", "--type", "F16", "--force")
     assert r.returncode == 0 and GGUFFile(out).tensors
+
+
+def test_quantize_gguf_equals_llamacpp_quantize(checkpoint):
+    pytest.importorskip("llama_cpp")
+    name, model, forms, root = checkpoint
+    if name != "mistral":
+        pytest.skip("one model is enough")
+    f16 = convert(forms["tar"], root / "rq-f16.gguf", type="F16", force=True)
+    ours = qinfer.quantize(f16, root / "rq-ours-q8.gguf", "Q8_0", quantizer="ggml", force=True)
+    theirs = root / "rq-llama-q8.gguf"
+    _llamacpp_quantize(f16, theirs, "Q8_0")
+    assert _tensors(ours) == _tensors(theirs)
+    a, b = GGUFFile(ours).metadata, GGUFFile(f16).metadata
+    assert a["general.file_type"] == FILE_TYPES["Q8_0"][0]
+    assert a["tokenizer.ggml.tokens"] == b["tokenizer.ggml.tokens"]
+    r = run_qinfer("quantize", ours, root / "rq-again.gguf", "Q4_0")
+    assert r.returncode == 1 and "already Q8_0" in r.stderr

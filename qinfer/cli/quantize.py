@@ -1,0 +1,21 @@
+"""`qinfer quantize IN.gguf OUT.gguf TYPE`."""
+NAME = "quantize"
+HELP = "re-type an F32/F16/BF16 GGUF file (ours or llama.cpp's) to a quantized file type"
+
+
+def add_arguments(p):
+    p.add_argument("src", help="input GGUF (F32, F16 or BF16 tensors)")
+    p.add_argument("out", help="output GGUF")
+    p.add_argument("type", help="file type: Q8_0, Q4_K_M, Q4_0, ...")
+    p.add_argument("--quantizer", default="best", choices=["best", "ggml"])
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+def run(args):
+    import os
+
+    from qinfer.convert.api import quantize
+
+    out = quantize(args.src, args.out, args.type, quantizer=args.quantizer, force=args.force)
+    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")
+    return 0
