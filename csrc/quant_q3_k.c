@@ -4,6 +4,15 @@
  * "ggml" reproduces llama.cpp bit for bit; "best" searches the same format
  * for a lower weighted squared error. */
 #include "qinfer.h"
+#include "api/quant_q6_k.h"
+
+/* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
+static inline int nearest_int(float f) {
+    float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
 
 #define Q3K_BYTES 110
 
@@ -29,5 +38,130 @@ static void dequantize_block_q3_k(const uint8_t *b, float *y) {
 int qi_dequantize_q3_k(const uint8_t *in, float *out, int64_t n) {
     if (n % 256) return QI_EINVAL;
     for (int64_t i = 0; i < n / 256; i++) dequantize_block_q3_k(in + i * Q3K_BYTES, out + i * 256);
+    return QI_OK;
+}
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* codes L (0..7 = q+4) in element order -> hmask and qs of one block */
+static void pack_codes_q3_k(const int8_t *L, uint8_t *b) {
+    memset(b, 0, 32);
+    for (int e = 0; e < 256; e++)
+        if (L[e] > 3) b[e % 32] |= (uint8_t)(1 << (e / 32));
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const int8_t *c = L + 128 * h + l;
+            b[32 + 32 * h + l] = (uint8_t)((c[0] & 3) | ((c[32] & 3) << 2) | ((c[64] & 3) << 4) | ((c[96] & 3) << 6));
+        }
+}
+
+/* 16 biased sub-scales (0..63) -> the 12 scale bytes */
+static void pack_scales_q3_k(const int *biased, uint8_t *sc) {
+    memset(sc, 0, 12);
+    for (int j = 0; j < 16; j++) {
+        const int l = biased[j];
+        if (j < 8) sc[j] = (uint8_t)(l & 15);
+        else sc[j - 8] |= (uint8_t)((l & 15) << 4);
+        sc[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+    }
+}
+
+/* Requantization from the stored d and sub-scales (by division), packing:
+ * the common tail of quantize_row_q3_K_ref and quantize_row_q3_K_impl. */
+static void finish_ggml_q3_k(const float *x, const int *biased, uint16_t d_bits, int8_t *L, uint8_t *b) {
+    pack_scales_q3_k(biased, b + 96);
+    const float d_all = qi_fp16_to_fp32(d_bits);
+    for (int j = 0; j < 16; j++) {
+        const float d = d_all * (float)q3k_scale(b + 96, j);
+        if (!d) continue;
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+    }
+    pack_codes_q3_k(L, b);
+    b[108] = (uint8_t)(d_bits & 0xff);
+    b[109] = (uint8_t)(d_bits >> 8);
+}
+
+static void ggml_block_q3_k(const float *x, const float *qw, uint8_t *b) {
+    float scales[16];
+    int8_t L[256];
+    int biased[16];
+    uint16_t d_bits;
+    if (!qw) {                                   /* quantize_row_q3_K_ref */
+        for (int j = 0; j < 16; j++) scales[j] = qi_kq236_make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+        const float max_scale = qi_ksym_signed_max(scales, 16);
+        if (max_scale != 0) {
+            const float iscale = -32.f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                const int8_t l = (int8_t)nearest_int(iscale * scales[j]);   /* int8 first, as ggml */
+                biased[j] = clampi(l, -32, 31) + 32;
+            }
+            d_bits = qi_fp32_to_fp16(1 / iscale);
+        } else {
+            for (int j = 0; j < 16; j++) biased[j] = 0;
+            d_bits = 0;
+        }
+    } else {                                     /* quantize_row_q3_K_impl */
+        float sumx2 = 0, w[16], sw[16];
+        int8_t Ls[16];
+        for (int i = 0; i < 256; i++) sumx2 += x[i] * x[i];
+        const float sigma2 = 2 * sumx2 / 256;
+        for (int j = 0; j < 16; j++) {
+            float sumw = 0;
+            for (int l = 0; l < 16; l++) w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            for (int l = 0; l < 16; l++) sumw += w[l];
+            sw[j] = sumw;
+            scales[j] = qi_kq236_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w);
+        }
+        d_bits = qi_fp32_to_fp16(qi_kq236_make_qx_quants(16, 32, scales, Ls, sw));
+        for (int j = 0; j < 16; j++) biased[j] = Ls[j];
+    }
+    finish_ggml_q3_k(x, biased, d_bits, L, b);
+}
+
+int qi_quantize_q3_k_ggml(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    if (n_per_row % 256) return QI_EINVAL;
+    const int64_t nb = n_per_row / 256;
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t i = 0; i < nb; i++)
+            ggml_block_q3_k(x + r * n_per_row + 256 * i, imatrix ? imatrix + 256 * i : NULL,
+                            out + (r * nb + i) * Q3K_BYTES);
+    return QI_OK;
+}
+
+/* Grid of the sub-block fit and super-scale divisors: see qinfer/quants/q3_k.py. */
+#define Q3K_NGRID 40
+#define Q3K_NDIV 6
+static const float q3k_divisors[Q3K_NDIV] = {-32.f, -31.f, -30.f, -29.f, 31.f, 30.f};
+
+static void best_block_q3_k(const float *x, const float *qw, const float *grid, uint8_t *b) {
+    float w[256], y[256], scales[16];
+    for (int i = 0; i < 256; i++) w[i] = qw ? qw[i] : 1.f;
+    ggml_block_q3_k(x, qw, b);
+    dequantize_block_q3_k(b, y);
+    const float err_g = qi_kq_block_error(x, w, y);
+    for (int j = 0; j < 16; j++) scales[j] = qi_ksym_fit_scale(x + 16 * j, w + 16 * j, -4, 3, grid, Q3K_NGRID);
+    uint16_t d_bits;
+    int8_t s[16], q[256];
+    int biased[16];
+    const float err = qi_ksym_search(x, w, scales, -4, 3, -32, 31, q3k_divisors, Q3K_NDIV, &d_bits, s, q);
+    if (!qi_kq_prefer(err, err_g)) return;
+    for (int i = 0; i < 256; i++) q[i] = (int8_t)(q[i] + 4);
+    for (int j = 0; j < 16; j++) biased[j] = s[j] + 32;
+    pack_codes_q3_k(q, b);
+    pack_scales_q3_k(biased, b + 96);
+    b[108] = (uint8_t)(d_bits & 0xff);
+    b[109] = (uint8_t)(d_bits >> 8);
+}
+
+int qi_quantize_q3_k_best(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    if (n_per_row % 256) return QI_EINVAL;
+    float grid[Q3K_NGRID];
+    for (int i = 0; i < 21; i++) grid[i] = -4.f + 0.1f * (float)(i - 10);
+    for (int i = 0; i < 19; i++) grid[21 + i] = 3.f + 0.1f * (float)(i - 8);
+    const int64_t nb = n_per_row / 256;
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t i = 0; i < nb; i++)
+            best_block_q3_k(x + r * n_per_row + 256 * i, imatrix ? imatrix + 256 * i : NULL, grid,
+                            out + (r * nb + i) * Q3K_BYTES);
     return QI_OK;
 }

@@ -1,2 +1,4 @@
-/* Q2_K dequantize and quantizers (quant_q2_k.c). */
+/* Q2_K quantize/dequantize (quant_q2_k.c). */
+int qi_quantize_q2_k_ggml(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix);
+int qi_quantize_q2_k_best(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix);
 int qi_dequantize_q2_k(const uint8_t *in, float *out, int64_t n);

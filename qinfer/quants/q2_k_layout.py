@@ -58,3 +58,12 @@ def unpack_q2_k(blocks):
     d = fp16_value(np.ascontiguousarray(b[:, 80:82]).view(np.uint16)[:, 0])
     dmin = fp16_value(np.ascontiguousarray(b[:, 82:84]).view(np.uint16)[:, 0])
     return b[:, 0:16], unpack_2bit(b[:, 16:80]), d, dmin
+
+
+def split_subblocks(x, imatrix):
+    """Rows [R, n] -> 16-weight sub-blocks [R*n/16, 16] (float32), and the
+    per-column imatrix [n] tiled to the same shape (None stays None)."""
+    sub = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 16)
+    if imatrix is None:
+        return sub, None
+    return sub, np.tile(np.asarray(imatrix, dtype=np.float32).reshape(-1, 16), (x.shape[0], 1))
