@@ -15,14 +15,17 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("qinfer.model", "load"),
     "Model": ("qinfer.model", "Model"),
-    "convert": ("qinfer.convert.api", "convert"),
     "quantize": ("qinfer.convert.api", "quantize"),
 }
 
-__all__ = ["QinferError", "FormatError", "UnsupportedError", "__version__", *_LAZY]
+__all__ = ["QinferError", "FormatError", "UnsupportedError", "__version__", "convert", *_LAZY]
 
 
 def __getattr__(name):
+    if name == "convert":
+        # The subpackage is callable (convert/__init__.py): qinfer.convert(src, out, ...)
+        # works whether or not something imported qinfer.convert.* first.
+        return importlib.import_module("qinfer.convert")
     if name in _LAZY:
         mod, attr = _LAZY[name]
         value = getattr(importlib.import_module(mod), attr)
