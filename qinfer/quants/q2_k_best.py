@@ -19,8 +19,8 @@ wins) make the Numba and C versions reproduce these bytes exactly.
 """
 import numpy as np
 
-from .q2_k_q3_k_q6_k_search import make_qkx3_quants, nearest_int
 from .q2_k_layout import fp16_bits, fp16_value
+from .q2_k_q3_k_q6_k_search import make_qkx3_quants, nearest_int
 
 F32 = np.float32
 

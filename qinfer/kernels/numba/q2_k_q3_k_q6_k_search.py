@@ -21,7 +21,8 @@ def nearest_int(f):
 
 
 @njit(cache=True)
-def _clamp(v, lo, hi):
+def clampi(v, lo, hi):
+    """min(max(v, lo), hi) on integers."""
     return lo if v < lo else (hi if v > hi else v)
 
 
@@ -42,7 +43,7 @@ def make_qx_quants(x, nmax, L, qw, has_qw):
     sumlx = F32(0)
     suml2 = F32(0)
     for i in range(n):
-        l = _clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1)
+        l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1)
         L[i] = l + nmax
         w = qw[i] if has_qw else x[i] * x[i]
         sumlx += w * x[i] * F32(l)
@@ -56,13 +57,13 @@ def make_qx_quants(x, nmax, L, qw, has_qw):
         sumlx = F32(0)
         suml2 = F32(0)
         for i in range(n):
-            l = _clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1)
+            l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1)
             w = qw[i] if has_qw else x[i] * x[i]
             sumlx += w * x[i] * F32(l)
             suml2 += w * F32(l) * F32(l)
         if suml2 > 0 and sumlx * sumlx > best * suml2:
             for i in range(n):
-                L[i] = nmax + _clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1)
+                L[i] = nmax + clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1)
             scale = sumlx / suml2
             best = scale * sumlx
     return scale
@@ -85,7 +86,7 @@ def make_q3_quants(x, nmax, L):
     sumlx = F32(0)
     suml2 = F32(0)
     for i in range(n):
-        l = _clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1)
+        l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1)
         L[i] = l
         w = x[i] * x[i]
         sumlx += w * x[i] * F32(l)
@@ -97,7 +98,7 @@ def make_q3_quants(x, nmax, L):
             slx = sumlx - w * x[i] * F32(L[i])
             if slx > 0:
                 sl2 = suml2 - w * F32(L[i]) * F32(L[i])
-                new_l = _clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1)
+                new_l = clampi(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1)
                 if new_l != L[i]:
                     slx += w * x[i] * F32(new_l)
                     sl2 += w * F32(new_l) * F32(new_l)
@@ -137,7 +138,7 @@ def _make_qkx(x, weights, has_w, nmax, L, Laux, rmin, rdelta, nstep, use_mad, em
     scale = F32(1) / iscale
     best = F32(0)
     for i in range(n):
-        L[i] = _clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax)
+        L[i] = clampi(nearest_int(iscale * (x[i] - mn)), 0, nmax)
         diff = scale * F32(L[i]) + mn - x[i]
         diff = abs(diff) if use_mad else diff * diff
         w = weights[i] if has_w else x[i] * x[i]
@@ -148,7 +149,7 @@ def _make_qkx(x, weights, has_w, nmax, L, Laux, rmin, rdelta, nstep, use_mad, em
         sum_l2 = F32(0)
         sum_xl = F32(0)
         for i in range(n):
-            l = _clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax)
+            l = clampi(nearest_int(iscale * (x[i] - mn)), 0, nmax)
             Laux[i] = l
             w = weights[i] if has_w else x[i] * x[i]
             sum_l += w * F32(l)

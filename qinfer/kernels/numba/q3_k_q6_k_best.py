@@ -8,16 +8,11 @@ import numpy as np
 from numba import njit
 
 from .floats import fp16_bits_to_fp32, fp32_to_fp16_bits
-from .q2_k_q3_k_q6_k_search import GROUP_MAX_EPS, nearest_int
+from .q2_k_q3_k_q6_k_search import GROUP_MAX_EPS, clampi, nearest_int
 
 F32 = np.float32
 INF = np.float32(np.inf)
 DELTAS = (0, -1, 1)
-
-
-@njit(cache=True)
-def clampi(v, lo, hi):
-    return lo if v < lo else (hi if v > hi else v)
 
 
 @njit(cache=True)
