@@ -143,7 +143,7 @@ static void best_block_q2_k(const float *x, const float *qw, uint8_t *b) {
     dequantize_block_q2_k(b, y);
     const float err_g = qi_kq_block_error(x, w, y);
     for (int j = 0; j < 16; j++)
-        scales[j] = qi_kq236_make_qkx3_quants(16, 3, x + 16 * j, w + 16 * j, Ltmp, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+        scales[j] = qi_kq236_make_qkx3_quants(16, 3, x + 16 * j, w + 16 * j, Ltmp, &mins[j], Laux, -0.9f, 0.1f, 18, 0);
     const float max_scale = first_max(scales), max_min = first_max(mins);
     float best_err = INFINITY;
     uint8_t best_sc[16] = {0}, best_q[256] = {0}, c_sc[16], c_q[256];

@@ -15,7 +15,8 @@ from .q3_k_q6_k_best import block_error, prefer
 BLOCK = 84
 F32 = np.float32
 INF = np.float32(np.inf)
-# Same constants as qinfer.quants.q2_k_best.
+# Same constants as qinfer.quants.q2_k_best (its fit grid RMIN, RDELTA, NSTEP is
+# -0.9, 0.1, 18, passed to make_qkx3_quants in best_block).
 DIVISORS = np.array([15.0, 14.0, 13.0], dtype=np.float32)
 MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -159,7 +160,7 @@ def best_block(x, qw, has_qw, blk):
     err_g = block_error(x, w, y)
     for j in range(16):
         scales[j], mins[j] = make_qkx3_quants(x[16 * j:16 * j + 16], w[16 * j:16 * j + 16], True, 3, Ltmp,
-                                              Laux, F32(-0.9), F32(0.05), 36, False)
+                                              Laux, F32(-0.9), F32(0.1), 18, False)
     max_scale = first_max(scales)
     max_min = first_max(mins)
     best_err = INF
