@@ -21,6 +21,7 @@ import numpy as np
 
 from .q2_k_layout import fp16_bits, fp16_value
 from .q2_k_q3_k_q6_k_search import make_qkx3_quants, nearest_int
+from .q3_k_q6_k_best import first_min
 
 F32 = np.float32
 
@@ -32,7 +33,7 @@ RMIN, RDELTA, NSTEP = -0.9, 0.1, 18
 # 4-bit code the largest ideal scale (min) maps to.
 DIVISORS = (15.0, 14.0, 13.0)
 # (sc, m) moves tried around the rounded pair.
-MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+MOVES = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], dtype=np.int32)
 
 
 def fit_subblocks(sub, w):
@@ -42,21 +43,21 @@ def fit_subblocks(sub, w):
 
 
 def subblock_error(x, w, dl, ml):
-    """Weighted squared error and codes of sub-blocks x [m,16] decoded as dl*q - ml.
+    """Weighted squared error and codes of sub-blocks x [..., 16] decoded as dl*q - ml.
 
-    Codes clamp(nearest_int((x + ml) * (1/dl)), 0, 3), 0 where dl == 0 (a
-    multiply where ggml divides: cheaper, and the error is measured on the
-    codes actually chosen).
+    x and w broadcast against dl, ml [...]. Codes clamp(nearest_int((x + ml) *
+    (1/dl)), 0, 3), 0 where dl == 0 (a multiply where ggml divides: cheaper,
+    and the error is measured on the codes actually chosen).
     """
     coded = dl != 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = F32(1) / np.where(coded, dl, F32(1))
-        q = np.clip(nearest_int((x + ml[:, None]) * inv[:, None]), 0, 3)
-        q = np.where(coded[:, None], q, 0)
-        err = np.zeros(x.shape[0], F32)
-        for l in range(x.shape[1]):
-            diff = x[:, l] - (dl * q[:, l].astype(F32) - ml)
-            err = err + w[:, l] * diff * diff
+        q = np.clip(nearest_int((x + ml[..., None]) * inv[..., None]), 0, 3)
+        q = np.where(coded[..., None], q, 0)
+        err = np.zeros(dl.shape, F32)
+        for l in range(x.shape[-1]):
+            diff = x[..., l] - (dl * q[..., l].astype(F32) - ml)
+            err = err + w[..., l] * diff * diff
     return err, q
 
 
@@ -80,7 +81,7 @@ def search(x, w, scales, mins):
     x, w: [nb, 256]; scales, mins: [nb, 16] ideal sub-block scales and mins.
     """
     nb = x.shape[0]
-    xs, ws = x.reshape(nb, 16, 16), w.reshape(nb, 16, 16)
+    xs, ws = x.reshape(nb, 16, 1, 16), w.reshape(nb, 16, 1, 16)
     max_scale, max_min = _first_max(scales), _first_max(mins)
     best_err = np.full(nb, np.inf, F32)
     best = (np.zeros((nb, 16), np.int32), np.zeros(nb, np.uint16), np.zeros(nb, np.uint16),
@@ -93,23 +94,14 @@ def search(x, w, scales, mins):
             dmin_bits = fp16_bits(max_min / F32(mm))
             dmin = fp16_value(dmin_bits)
             m0 = _round_codes(mins, dmin)
+            sc = np.clip(sc0[:, :, None] + MOVES[:, 0], 0, 15)                # [nb, 16, 5]
+            m = np.clip(m0[:, :, None] + MOVES[:, 1], 0, 15)
+            err, q = subblock_error(xs, ws, d[:, None, None] * sc.astype(F32),
+                                    dmin[:, None, None] * m.astype(F32))
+            err_j, (c_sc, c_m, c_q) = first_min(err, sc, m, q)
             total = np.zeros(nb, F32)
-            c_sc = np.zeros((nb, 16), np.int32)
-            c_m = np.zeros((nb, 16), np.int32)
-            c_q = np.zeros((nb, 16, 16), np.int32)
             for j in range(16):
-                err_j = np.full(nb, np.inf, F32)
-                for ds, dm in MOVES:
-                    sc = np.clip(sc0[:, j] + ds, 0, 15)
-                    m = np.clip(m0[:, j] + dm, 0, 15)
-                    err, q = subblock_error(xs[:, j], ws[:, j], d * sc.astype(F32),
-                                            dmin * m.astype(F32))
-                    better = err < err_j
-                    err_j = np.where(better, err, err_j)
-                    c_sc[:, j] = np.where(better, sc, c_sc[:, j])
-                    c_m[:, j] = np.where(better, m, c_m[:, j])
-                    c_q[:, j] = np.where(better[:, None], q, c_q[:, j])
-                total = total + err_j
+                total = total + err_j[:, j]
             better = total < best_err
             best_err = np.where(better, total, best_err)
             best = (np.where(better[:, None], c_sc, best[0]), np.where(better, d_bits, best[1]),

@@ -32,6 +32,7 @@ from .q2_k_layout import fp16_bits, fp16_value
 from .q2_k_q3_k_q6_k_search import GROUP_MAX_EPS, nearest_int
 
 F32 = np.float32
+DELTAS = np.array([0, -1, 1], dtype=np.int32)
 
 
 def signed_max(scales):
@@ -79,24 +80,39 @@ def trial_grid(base, step, lo, hi):
 
 
 def subblock_error(x, w, dl, qmin, qmax):
-    """Weighted squared error and codes of sub-blocks x [m,16] coded with step dl [m].
+    """Weighted squared error and codes of sub-blocks x [..., 16] coded with step dl [...].
 
-    Codes are nearest_int(x * (1/dl)) clamped (0 where dl == 0): a multiply
-    instead of ggml's division, 3x cheaper in the inner loop; the two differ
-    only within an ulp of a rounding tie, and the error is measured on the
-    codes actually chosen. The decoded value is dl*q as every dequantizer
-    computes it.
+    x and w broadcast against dl (one row of 16 weights can be tried with
+    several steps at once). Codes are nearest_int(x * (1/dl)) clamped (0 where
+    dl == 0): a multiply instead of ggml's division, 3x cheaper in the inner
+    loop; the two differ only within an ulp of a rounding tie, and the error
+    is measured on the codes actually chosen. The decoded value is dl*q as
+    every dequantizer computes it.
     """
     coded = dl != 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = F32(1) / np.where(coded, dl, F32(1))
-        q = np.clip(nearest_int(x * inv[:, None]), qmin, qmax)
-        q = np.where(coded[:, None], q, 0)
-        err = np.zeros(x.shape[0], F32)
-        for l in range(x.shape[1]):
-            diff = x[:, l] - dl * q[:, l].astype(F32)
-            err = err + w[:, l] * diff * diff
+        q = np.clip(nearest_int(x * inv[..., None]), qmin, qmax)
+        q = np.where(coded[..., None], q, 0)
+        err = np.zeros(dl.shape, F32)
+        for l in range(x.shape[-1]):
+            diff = x[..., l] - dl * q[..., l].astype(F32)
+            err = err + w[..., l] * diff * diff
     return err, q
+
+
+def first_min(err, *choices):
+    """Along the last axis: the first strict minimum of err (NaN never wins)
+    and the matching entries of each array in choices (same leading shape)."""
+    best = np.full(err.shape[:-1], np.inf, F32)
+    picked = [np.zeros(c.shape[:err.ndim - 1] + c.shape[err.ndim:], c.dtype) for c in choices]
+    for t in range(err.shape[-1]):
+        better = err[..., t] < best
+        best = np.where(better, err[..., t], best)
+        for i, c in enumerate(choices):
+            mask = better.reshape(better.shape + (1,) * (c.ndim - err.ndim))
+            picked[i] = np.where(mask, c[:, :, t], picked[i])
+    return best, picked
 
 
 def search_symmetric(x, w, scales, qmin, qmax, smin, smax, divisors):
@@ -106,8 +122,8 @@ def search_symmetric(x, w, scales, qmin, qmax, smin, smax, divisors):
     sub-block scales; q in qmin..qmax, s in smin..smax.
     """
     nb = x.shape[0]
-    xs = x.reshape(nb, 16, 16)
-    ws = w.reshape(nb, 16, 16)
+    xs = x.reshape(nb, 16, 1, 16)
+    ws = w.reshape(nb, 16, 1, 16)
     top = signed_max(scales)
     best_err = np.full(nb, np.inf, F32)
     best_bits = np.zeros(nb, np.uint16)
@@ -119,19 +135,13 @@ def search_symmetric(x, w, scales, qmin, qmax, smin, smax, divisors):
             d = fp16_value(bits)
             ratio = scales / np.where(d != 0, d, F32(1))[:, None]
         s0 = np.where((d != 0)[:, None], np.clip(nearest_int(ratio), smin, smax), 0)
+        # every sub-block tries s0, s0-1, s0+1 (in this order: ties keep the first)
+        s = np.clip(s0[:, :, None] + DELTAS, smin, smax)                     # [nb, 16, 3]
+        err, q = subblock_error(xs, ws, d[:, None, None] * s.astype(F32), qmin, qmax)
+        err_j, (cand_s, cand_q) = first_min(err, s, q)
         total = np.zeros(nb, F32)
-        cand_s = np.zeros((nb, 16), np.int32)
-        cand_q = np.zeros((nb, 16, 16), np.int32)
         for j in range(16):
-            err_j = np.full(nb, np.inf, F32)
-            for delta in (0, -1, 1):
-                s = np.clip(s0[:, j] + delta, smin, smax)
-                err, q = subblock_error(xs[:, j], ws[:, j], d * s.astype(F32), qmin, qmax)
-                better = err < err_j
-                err_j = np.where(better, err, err_j)
-                cand_s[:, j] = np.where(better, s, cand_s[:, j])
-                cand_q[:, j] = np.where(better[:, None], q, cand_q[:, j])
-            total = total + err_j
+            total = total + err_j[:, j]
         better = total < best_err
         best_err = np.where(better, total, best_err)
         best_bits = np.where(better, bits, best_bits)
