@@ -55,8 +55,13 @@ def train_tokenizer(texts, prefix, vocab_size):
 
 
 def encode_samples(sp, documents, pairs, rng):
-    """Token sequences: documents as <s> text </s>; chats as Mistral's v3
-    instruct format <s>[INST] q [/INST] a</s>[INST] ..., one to three turns."""
+    """Token sequences: documents as <s> text </s>; chats of one to three turns
+    in either of the two token layouts a prompt can arrive in:
+    - mistral-common's (v2/v3 instruct): [INST] + q + [/INST] + a + </s>;
+    - the text "[INST] q [/INST] a</s>" tokenized as llama.cpp does with
+      special tokens parsed: a text fragment after a control token gets one
+      more leading space, so q becomes " q " and a " a" (sentencepiece's own
+      dummy prefix plays the part of that space here)."""
     inst, end_inst = sp.piece_to_id("[INST]"), sp.piece_to_id("[/INST]")
     bos, eos = sp.bos_id(), sp.eos_id()
     samples = [[bos] + sp.encode(d) + [eos] for d in documents]
@@ -66,8 +71,11 @@ def encode_samples(sp, documents, pairs, rng):
     while i < len(pairs):
         turns = pairs[i:i + rng.choice([1, 1, 2, 3])]
         i += len(turns)
+        spaced = rng.random() < 0.5
         seq = [bos]
         for q, a in turns:
+            if spaced:
+                q, a = f" {q} ", f" {a}"
             seq += [inst] + sp.encode(q) + [end_inst] + sp.encode(a) + [eos]
         samples.append(seq)
     return samples
@@ -141,7 +149,7 @@ def sample_text(model, sp, prompt, n=40, question=False):
     import torch
 
     if question:
-        ids = [sp.bos_id(), sp.piece_to_id("[INST]"), *sp.encode(prompt), sp.piece_to_id("[/INST]")]
+        ids = [sp.bos_id(), sp.piece_to_id("[INST]"), *sp.encode(f" {prompt} "), sp.piece_to_id("[/INST]")]
     else:
         ids = [sp.bos_id()] + sp.encode(prompt)
     start = len(ids)

@@ -16,7 +16,7 @@ NAME = "demo"
 HELP = "convert the bundled tiny Mistral to GGUF, load it and answer a question"
 
 DEMO_TARBALL = "demo-mistral.tar"
-DEMO_PROMPT = "What does the json module do?"
+DEMO_PROMPT = "Hello!"
 
 
 def add_arguments(p):
@@ -27,7 +27,7 @@ def add_arguments(p):
     p.add_argument("--cache-dir", default=None,
                    help="where the converted model is kept (default: $QINFER_CACHE or ~/.cache/qinfer)")
     p.add_argument("--force", action="store_true", help="convert again even if a converted file exists")
-    add_sampling_arguments(p, max_tokens=64, temp=0.7, seed=0)
+    add_sampling_arguments(p, max_tokens=64, temp=0.0, seed=0)
     add_model_arguments(p)
 
 
