@@ -226,13 +226,19 @@ def test_event_set_by_the_consumer_stops_before_the_next_token():
 
 def test_event_set_from_another_thread_stops_within_one_token():
     m = ScriptedModel("P" + "z" * 400, delay=0.01)
-    cancel = threading.Event()
+    cancel, started = threading.Event(), threading.Event()
     stats = GenerationStats()
     out = []
-    worker = threading.Thread(target=lambda: out.extend(generate(m, "P", stop=[], cancel=cancel,
-                                                                 stats=stats, **GREEDY)))
+
+    def consume():
+        for text in generate(m, "P", stop=[], cancel=cancel, stats=stats, **GREEDY):
+            out.append(text)
+            started.set()
+
+    worker = threading.Thread(target=consume)
     worker.start()
-    time.sleep(0.2)
+    assert started.wait(10)
+    time.sleep(0.05)
     cancel.set()
     t_cancel = time.perf_counter()
     worker.join(5)
@@ -242,13 +248,28 @@ def test_event_set_from_another_thread_stops_within_one_token():
     assert 0 < len(out) < 400
 
 
+class CancellingModel(ScriptedModel):
+    """Sets `cancel` itself during its second forward call, as another thread could."""
+
+    def __init__(self, script, cancel, **kw):
+        super().__init__(script, **kw)
+        self.cancel, self.calls = cancel, 0
+
+    def eval(self, ids, last_only=False):
+        self.calls += 1
+        if self.calls == 2:
+            self.cancel.set()
+        return super().eval(ids, last_only)
+
+
 def test_cancel_during_a_long_prompt_stops_between_chunks():
-    m = ScriptedModel("y" * 400, n_ctx=1024, delay=0.02)
+    from qinfer.generation import PROMPT_CHUNK
+
     cancel = threading.Event()
+    m = CancellingModel("y" * 400, cancel, n_ctx=1024)
     stats = GenerationStats()
-    threading.Timer(0.05, cancel.set).start()
     assert generate(m, "y" * 390, stream=False, cancel=cancel, stats=stats, **GREEDY) == ""
-    assert stats.finish_reason == "cancelled" and m.evaluated < 391
+    assert stats.finish_reason == "cancelled" and m.evaluated == 2 * PROMPT_CHUNK
 
 
 def test_closing_the_generator_stops_it():
