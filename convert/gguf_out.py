@@ -43,6 +43,10 @@ def write_gguf(out, add_metadata, entries, progress=None):
             if progress:
                 progress(name, done, total, time.time() - t0)
         w.close()
+        # mkstemp creates 0600; the finished file gets the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, out)
     except OSError as exc:
         _remove(tmp)
