@@ -4,6 +4,7 @@
  * llama.cpp bit for bit (ref path without imatrix, _impl path with one); "best"
  * searches the same format for a lower weighted squared error. */
 #include "qinfer.h"
+#include "api/kq_search.h"
 #include "api/quant_q6_k.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
@@ -72,7 +73,7 @@ static void ggml_block_q2_k(const float *x, const float *qw, uint8_t *b) {
     if (!qw) {                                   /* quantize_row_q2_K_ref */
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
-            scales[j] = qi_kq236_make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
+            scales[j] = qi_kq_make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
         }
         const float max_scale = first_max(scales), max_min = first_max(mins);
         if (max_scale > 0) {
@@ -99,10 +100,10 @@ static void ggml_block_q2_k(const float *x, const float *qw, uint8_t *b) {
             sw[j] = 0;
             for (int l = 0; l < 16; l++) w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; l++) sw[j] += w[l];
-            scales[j] = qi_kq236_make_qkx3_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+            scales[j] = qi_kq_make_qkx3_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
         }
-        const float dm = qi_kq236_make_qp_quants(16, 15, scales, Ls, sw);
-        const float mm = qi_kq236_make_qp_quants(16, 15, mins, Lm, sw);
+        const float dm = qi_kq_make_qp_quants(16, 15, scales, Ls, sw);
+        const float mm = qi_kq_make_qp_quants(16, 15, mins, Lm, sw);
         put_half(b + 80, qi_fp32_to_fp16(dm));
         put_half(b + 82, qi_fp32_to_fp16(mm));
         for (int j = 0; j < 16; j++) b[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
@@ -143,7 +144,7 @@ static void best_block_q2_k(const float *x, const float *qw, uint8_t *b) {
     dequantize_block_q2_k(b, y);
     const float err_g = qi_kq_block_error(x, w, y);
     for (int j = 0; j < 16; j++)
-        scales[j] = qi_kq236_make_qkx3_quants(16, 3, x + 16 * j, w + 16 * j, Ltmp, &mins[j], Laux, -0.9f, 0.1f, 18, 0);
+        scales[j] = qi_kq_make_qkx3_quants(16, 3, x + 16 * j, w + 16 * j, Ltmp, &mins[j], Laux, -0.9f, 0.1f, 18, 0);
     const float max_scale = first_max(scales), max_min = first_max(mins);
     float best_err = INFINITY;
     uint8_t best_sc[16] = {0}, best_q[256] = {0}, c_sc[16], c_q[256];

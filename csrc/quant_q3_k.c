@@ -4,6 +4,7 @@
  * "ggml" reproduces llama.cpp bit for bit; "best" searches the same format
  * for a lower weighted squared error. */
 #include "qinfer.h"
+#include "api/kq_search.h"
 #include "api/quant_q6_k.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
@@ -87,7 +88,7 @@ static void ggml_block_q3_k(const float *x, const float *qw, uint8_t *b) {
     int biased[16];
     uint16_t d_bits;
     if (!qw) {                                   /* quantize_row_q3_K_ref */
-        for (int j = 0; j < 16; j++) scales[j] = qi_kq236_make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+        for (int j = 0; j < 16; j++) scales[j] = qi_kq_make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
         const float max_scale = qi_ksym_signed_max(scales, 16);
         if (max_scale != 0) {
             const float iscale = -32.f / max_scale;
@@ -110,9 +111,9 @@ static void ggml_block_q3_k(const float *x, const float *qw, uint8_t *b) {
             for (int l = 0; l < 16; l++) w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; l++) sumw += w[l];
             sw[j] = sumw;
-            scales[j] = qi_kq236_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w);
+            scales[j] = qi_kq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w);
         }
-        d_bits = qi_fp32_to_fp16(qi_kq236_make_qx_quants(16, 32, scales, Ls, sw));
+        d_bits = qi_fp32_to_fp16(qi_kq_make_qx_quants(16, 32, scales, Ls, sw));
         for (int j = 0; j < 16; j++) biased[j] = Ls[j];
     }
     finish_ggml_q3_k(x, biased, d_bits, L, b);

@@ -3,6 +3,7 @@
  * in -32..31. Quantizers: "ggml" reproduces llama.cpp bit for bit; "best"
  * searches the same format for a lower weighted squared error. */
 #include "qinfer.h"
+#include "api/kq_search.h"
 #include "api/quant_q6_k.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
@@ -81,7 +82,7 @@ static void ggml_block_q6_k(const float *x, const float *qw, uint8_t *b) {
     float scales[16];
     int8_t L[256];
     for (int j = 0; j < 16; j++)
-        scales[j] = qi_kq236_make_qx_quants(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL);
+        scales[j] = qi_kq_make_qx_quants(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL);
     finish_ggml_q6_k(x, scales, L, b);
 }
 

@@ -2,14 +2,6 @@
 int qi_quantize_q6_k_ggml(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix);
 int qi_quantize_q6_k_best(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix);
 int qi_dequantize_q6_k(const uint8_t *in, float *out, int64_t n);
-/* Shared by the Q2_K, Q3_K and Q6_K quantizers (one sub-block of n weights each).
- * ggml's search helpers (quant_q2_k_q3_k_q6_k_search.c; contracts in
- * qinfer/quants/q2_k_q3_k_q6_k_search.py); qw / weights NULL means x^2. */
-float qi_kq236_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw);
-float qi_kq236_make_q3_quants(int n, int nmax, const float *x, int8_t *L);
-float qi_kq236_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad);
-float qi_kq236_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad);
-float qi_kq236_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
 /* The "best" scale search of Q3_K and Q6_K and the block error every "best"
  * quantizer scores with (quant_q3_k_q6_k_best.c; algorithm in
  * qinfer/quants/q3_k_q6_k_best.py). x, w: the 256 weights and error weights of

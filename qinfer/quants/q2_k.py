@@ -11,7 +11,7 @@ import numpy as np
 
 from . import q2_k_best
 from .q2_k_layout import QK_K, fp16_bits, fp16_value, pack_q2_k, split_subblocks, unpack_q2_k
-from .q2_k_q3_k_q6_k_search import make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int
+from .kq_search import make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int
 from .q3_k_q6_k_best import block_error, prefer
 
 

@@ -20,7 +20,7 @@ wins) make the Numba and C versions reproduce these bytes exactly.
 import numpy as np
 
 from .q2_k_layout import fp16_bits, fp16_value
-from .q2_k_q3_k_q6_k_search import make_qkx3_quants, nearest_int
+from .kq_search import make_qkx3_quants, nearest_int
 from .q3_k_q6_k_best import first_min
 
 F32 = np.float32

@@ -10,7 +10,7 @@ numpy reference (the oracle for the Numba and C versions):
 import numpy as np
 
 from .q2_k_layout import fp16_bits, fp16_value, split_subblocks
-from .q2_k_q3_k_q6_k_search import make_q3_quants, make_qx_quants, nearest_int
+from .kq_search import make_q3_quants, make_qx_quants, nearest_int
 from .q3_k_layout import QK_K, pack_q3_k, unpack_q3_k
 from .q3_k_q6_k_best import block_error, fit_scales, prefer, search_symmetric, signed_max, trial_grid
 from .q6_k import requantize

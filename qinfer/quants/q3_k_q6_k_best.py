@@ -29,7 +29,7 @@ All arithmetic is float32 with sums accumulated sequentially in a fixed order
 import numpy as np
 
 from .q2_k_layout import fp16_bits, fp16_value
-from .q2_k_q3_k_q6_k_search import GROUP_MAX_EPS, nearest_int
+from .kq_search import GROUP_MAX_EPS, nearest_int
 
 F32 = np.float32
 DELTAS = np.array([0, -1, 1], dtype=np.int32)

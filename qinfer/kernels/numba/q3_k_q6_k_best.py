@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from .floats import fp16_bits_to_fp32, fp32_to_fp16_bits
-from .q2_k_q3_k_q6_k_search import GROUP_MAX_EPS, clampi, nearest_int
+from .kq_search import GROUP_MAX_EPS, clampi, nearest_int
 
 F32 = np.float32
 INF = np.float32(np.inf)

@@ -8,7 +8,7 @@ from numba import njit, prange
 
 from .floats import fp16_bits_to_fp32, fp32_to_fp16_bits
 from .q2_k_layout import get_fp16, put_half
-from .q2_k_q3_k_q6_k_search import GROUP_MAX_EPS, clampi, make_qx_quants, nearest_int
+from .kq_search import GROUP_MAX_EPS, clampi, make_qx_quants, nearest_int
 from .q3_k_q6_k_best import block_error, fit_scale, prefer, search, signed_max
 
 BLOCK = 210

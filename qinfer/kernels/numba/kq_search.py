@@ -1,5 +1,5 @@
 """ggml's scale-search helpers for one sub-block, jitted (same results as
-qinfer.quants.q2_k_q3_k_q6_k_search, which documents each function).
+qinfer.quants.kq_search, which documents each function).
 
 Scalar float32 code over 1-D arrays; constants and integer codes are
 converted explicitly because Numba would otherwise promote to float64 and

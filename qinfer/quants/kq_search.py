@@ -1,10 +1,10 @@
-"""ggml's scale-search helpers as Q2_K, Q3_K and Q6_K use them (ggml-quants.c, REFERENCE.md §2.3).
+"""ggml's scale-search helpers, shared by every K-quant quantizer (ggml-quants.c, REFERENCE.md §2.3).
 
 numpy, vectorised ACROSS independent sub-blocks: x is float32 [m, n] (m
 sub-blocks of n weights); every loop over the n weights runs sequentially so
 that each sum accumulates in C's order, all arithmetic stays float32, and
-comparisons are C's (strict, first one wins). Only the variants these three
-types need are here (make_qx_quants with rmse_type 1, make_q3_quants with
+comparisons are C's (strict, first one wins). Only the variants the K-quants
+need are here (make_qx_quants with rmse_type 1, make_q3_quants with
 do_rmse); ggml's `L` code arrays come back as int32 [m, n].
 """
 import numpy as np

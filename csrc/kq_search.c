@@ -1,9 +1,9 @@
-/* ggml's scale-search helpers for one sub-block, as Q2_K, Q3_K and Q6_K use
- * them (REFERENCE.md §2.3); qinfer/quants/q2_k_q3_k_q6_k_search.py documents
+/* ggml's scale-search helpers for one sub-block, shared by every K-quant (used by
+ * the quantizers of each type; REFERENCE.md §2.3); qinfer/quants/kq_search.py documents
  * each one and is the reference these reproduce bit for bit: float32
  * arithmetic in the same order, sequential sums, strict comparisons. */
 #include "qinfer.h"
-#include "api/quant_q6_k.h"
+#include "api/kq_search.h"
 
 #define GROUP_MAX_EPS 1e-15f
 
@@ -16,7 +16,7 @@ static inline int nearest_int(float f) {
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-float qi_kq236_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
+float qi_kq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
     float top = 0, amax = 0;
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); top = x[i]; }
@@ -51,7 +51,7 @@ float qi_kq236_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const 
     return scale;
 }
 
-float qi_kq236_make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
+float qi_kq_make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
     float top = 0, amax = 0;
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); top = x[i]; }
@@ -154,17 +154,17 @@ static float make_qkx(int n, int nmax, const float *x, const float *weights, uin
     return scale;
 }
 
-float qi_kq236_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+float qi_kq_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
                                 uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
     return make_qkx(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad, 0);
 }
 
-float qi_kq236_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+float qi_kq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
                                 uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
     return make_qkx(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad, 1);
 }
 
-float qi_kq236_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+float qi_kq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
     float top = 0;
     for (int i = 0; i < n; i++) top = top > x[i] ? top : x[i];
     if (top < GROUP_MAX_EPS) { memset(L, 0, (size_t)n); return 0.f; }
