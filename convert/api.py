@@ -13,6 +13,7 @@ from qinfer import quants
 from qinfer.errors import QinferError
 
 from .gguf_out import check_destination, write_gguf
+from .md5sums import verify_published_md5
 from .model_params import from_hf, from_mistral
 from .names import plan
 from .recipes import FILE_TYPES, file_type, tensor_type
@@ -74,8 +75,12 @@ def _encode(pt, ttype, quantizer):
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=None, force=False):
-    """Convert a Mistral download (.tar or folder) or HF folder to a GGUF file."""
+def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=None, force=False,
+            verify_md5=True):
+    """Convert a Mistral download (.tar or folder) or HF folder to a GGUF file.
+
+    verify_md5: check a tarball named as in Mistral's published list against its md5
+    first (convert/md5sums.py); False skips that full read of the file."""
     ftype = file_type(type)
     if quantizer not in quants.QUANTIZERS:
         raise QinferError(f"unknown quantizer {quantizer!r}; use one of {', '.join(quants.QUANTIZERS)}")
@@ -83,6 +88,8 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
         raise QinferError("--imatrix is not supported by this converter yet")
     out = check_destination(out, force)
     ck = open_checkpoint(src)
+    if verify_md5:
+        verify_published_md5(src, progress)
     cfg = ck.json("params.json" if ck.kind == "mistral" else "config.json")
     params = (from_mistral if ck.kind == "mistral" else from_hf)(cfg, ck.label)
     tensors = ck.tensors()

@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("--quantizer", default="best", choices=["best", "ggml"])
     p.add_argument("--imatrix", help="llama.cpp importance-matrix file")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--no-verify", dest="verify_md5", action="store_false",
+                   help="skip the md5 check of a tarball named in Mistral's published list")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -27,12 +29,15 @@ def run(args):
 
     def progress(name, done, total, elapsed):
         if bar is not None:
+            if done < bar.n:    # a new phase (md5 check, then conversion) starts from zero
+                bar.reset()
             bar.total = total
             bar.set_postfix_str(name)
             bar.update(done - bar.n)
 
     out = convert(args.src, args.out, type=args.type, quantizer=args.quantizer,
-                  imatrix=args.imatrix, progress=progress, force=args.force)
+                  imatrix=args.imatrix, progress=progress, force=args.force,
+                  verify_md5=args.verify_md5)
     if bar is not None:
         bar.close()
     if not args.quiet:
