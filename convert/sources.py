@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from qinfer.errors import FormatError, UnsupportedError
 
+from .pth_reader import read_pth
 from .safetensors_reader import read_safetensors
 
 TOKENIZER_NAMES = ("tekken.json", "tokenizer.model.v7", "tokenizer.model.v3", "tokenizer.model.v2",
@@ -40,17 +41,27 @@ class Checkpoint:
             raise FormatError(f"{self.label}: {name} is not valid JSON ({exc})") from None
 
     def tensors(self):
-        """{tensor name: TensorRef} over every safetensors file of the checkpoint."""
-        out = {}
-        names = sorted(n for n in self.files if n.endswith(".safetensors"))
-        if not names:
-            if any(n.endswith(".pth") for n in self.files):
-                raise UnsupportedError(f"{self.label}: .pth checkpoints are not supported yet; "
-                                       "use the consolidated.safetensors download")
-            raise FormatError(f"{self.label}: no .safetensors weights found")
+        """{tensor name: TensorRef} over every weights file of the checkpoint: the
+        .safetensors files, or else the PyTorch .pth files (Mistral-7B-v0.1 and the
+        Mixtral tarballs ship consolidated.00.pth). Several files must hold disjoint
+        tensors: a tensor split across shards (model-parallel checkpoints) is refused
+        rather than guessed at."""
+        for suffix, reader in ((".safetensors", read_safetensors), (".pth", read_pth)):
+            names = sorted(n for n in self.files if n.endswith(suffix))
+            if names:
+                break
+        else:
+            raise FormatError(f"{self.label}: no weights found (consolidated.safetensors, "
+                              "consolidated.00.pth or model*.safetensors)")
+        out, where = {}, {}
         for n in names:
             m = self.files[n]
-            out.update(read_safetensors(m.path, m.offset, m.size, f"{self.label}:{n}"))
+            for name, ref in reader(m.path, m.offset, m.size, f"{self.label}:{n}").items():
+                if name in out:
+                    raise UnsupportedError(f"{self.label}: tensor {name!r} is in both {where[name]} and "
+                                           f"{n}; checkpoints that split tensors across shards are "
+                                           "not supported")
+                out[name], where[name] = ref, n
         return out
 
     def tokenizer(self):

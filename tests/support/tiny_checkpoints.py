@@ -4,7 +4,8 @@ From one transformers model: a Hugging Face folder (config.json + safetensors),
 a raw Mistral folder (params.json + consolidated.safetensors with Mistral's
 native names, q/k in the adjacent-pair layout) and the same as a .tar. The
 tokenizer is the bundled demo model's sentencepiece file (3000 pieces), so the
-models use vocab 3000.
+models use vocab 3000, unless `tokenizer_files` names others (e.g. a real
+tekken.json with a model of its vocab size).
 """
 import json
 import os
@@ -71,22 +72,71 @@ def params_json(cfg):
     return p
 
 
-def write_forms(model, root):
-    """HF folder, raw folder and raw .tar of `model` under `root`; returns their paths."""
+def write_forms(model, root, tokenizer_files=None):
+    """HF folder, raw folder and raw .tar of `model` under `root`; returns their paths.
+    tokenizer_files: {file name: bytes} written into both folders instead of the demo
+    sentencepiece model (tokenizer.model in HF form, tokenizer.model.v3 in raw form)."""
     hf, raw = os.path.join(root, "hf"), os.path.join(root, "raw")
     model.save_pretrained(hf, safe_serialization=True)
-    tok = demo_tokenizer_bytes()
-    with open(os.path.join(hf, "tokenizer.model"), "wb") as f:
-        f.write(tok)
     os.makedirs(raw, exist_ok=True)
+    if tokenizer_files is None:
+        tok = demo_tokenizer_bytes()
+        tokenizer_files = {}
+        with open(os.path.join(hf, "tokenizer.model"), "wb") as f:
+            f.write(tok)
+        with open(os.path.join(raw, "tokenizer.model.v3"), "wb") as f:
+            f.write(tok)
+    for name, data in tokenizer_files.items():
+        for folder in (hf, raw):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(data)
     saved = load_file(os.path.join(hf, "model.safetensors"))
     save_file(raw_state(model, saved), os.path.join(raw, "consolidated.safetensors"))
     with open(os.path.join(raw, "params.json"), "w") as f:
         json.dump(params_json(model.config), f)
-    with open(os.path.join(raw, "tokenizer.model.v3"), "wb") as f:
-        f.write(tok)
     tar = os.path.join(root, "model.tar")
     with tarfile.open(tar, "w") as tf:
         for n in sorted(os.listdir(raw)):
             tf.add(os.path.join(raw, n), arcname=n)
     return {"hf": hf, "raw": raw, "tar": tar}
+
+
+def bf16_state(model, root):
+    """raw_state(...) of `model` as torch bfloat16 tensors (what Mistral ships), from
+    the checkpoint transformers saves under `root`/hf (its in-memory state dict
+    merges Mixtral's experts; the saved names keep them apart, as raw_state needs)."""
+    import torch
+
+    hf = os.path.join(root, "hf")
+    model.save_pretrained(hf, safe_serialization=True)
+    sd = load_file(os.path.join(hf, "model.safetensors"))
+    return {k: torch.from_numpy(v).to(torch.bfloat16) for k, v in raw_state(model, sd).items()}
+
+
+def write_pth_forms(model, root, shards=1):
+    """The raw Mistral form of `model` in bf16 twice, from one state dict: with
+    consolidated.safetensors ("st") and with torch.save's consolidated.NN.pth
+    ("pth", its tensors dealt round-robin over `shards` files), plus the .pth
+    folder as a tar ("pth_tar"). Returns their paths."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    state = bf16_state(model, root)
+    forms = {"st": os.path.join(root, "st"), "pth": os.path.join(root, "pth")}
+    tok = demo_tokenizer_bytes()
+    for folder in forms.values():
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "params.json"), "w") as f:
+            json.dump(params_json(model.config), f)
+        with open(os.path.join(folder, "tokenizer.model.v3"), "wb") as f:
+            f.write(tok)
+    save_torch(state, os.path.join(forms["st"], "consolidated.safetensors"))
+    names = sorted(state)
+    for s in range(shards):
+        part = {n: state[n] for n in names[s::shards]}
+        torch.save(part, os.path.join(forms["pth"], f"consolidated.{s:02d}.pth"))
+    forms["pth_tar"] = os.path.join(root, "pth.tar")
+    with tarfile.open(forms["pth_tar"], "w") as tf:
+        for n in sorted(os.listdir(forms["pth"])):
+            tf.add(os.path.join(forms["pth"], n), arcname=n)
+    return forms
