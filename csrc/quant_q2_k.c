@@ -121,86 +121,26 @@ int qi_quantize_q2_k_ggml(const float *x, uint8_t *out, int64_t nrows, int64_t n
     return QI_OK;
 }
 
-/* ---- best: see qinfer/quants/q2_k_best.py for the algorithm ------------- */
+/* ---- best: see qinfer/quants/kq_asym_best.py for the algorithm ---------- */
 
-#define Q2K_NDIV 3
-static const float q2k_divisors[Q2K_NDIV] = {15.f, 14.f, 13.f};
-static const int q2k_moves[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
-
-/* Code of one weight for step dl (inverse inv) and offset ml, 0 where dl == 0. */
-static inline int code_q2_k(float x, float dl, float ml, float inv) {
-    return dl != 0 ? clampi(nearest_int((x + ml) * inv), 0, 3) : 0;
-}
-
-static int round_code(float v, float step) {
-    return step != 0 ? clampi(nearest_int(v / step), 0, 15) : 0;
-}
+static const float q2k_divisors[3] = {15.f, 14.f, 13.f};
+static const int8_t q2k_moves[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
 
 static void best_block_q2_k(const float *x, const float *qw, uint8_t *b) {
-    float w[256], y[256], scales[16], mins[16];
-    uint8_t Ltmp[16], Laux[16];
+    float w[256], y[256];
+    uint8_t sc[16], m[16], q[256];
+    uint16_t d_bits, dmin_bits;
     for (int i = 0; i < 256; i++) w[i] = qw ? qw[i] : 1.f;
     ggml_block_q2_k(x, qw, b);
     dequantize_block_q2_k(b, y);
     const float err_g = qi_kq_block_error(x, w, y);
-    for (int j = 0; j < 16; j++)
-        scales[j] = qi_kq_make_qkx3_quants(16, 3, x + 16 * j, w + 16 * j, Ltmp, &mins[j], Laux, -0.9f, 0.1f, 18, 0);
-    const float max_scale = first_max(scales), max_min = first_max(mins);
-    float best_err = INFINITY;
-    uint8_t best_sc[16] = {0}, best_q[256] = {0}, c_sc[16], c_q[256];
-    uint16_t best_d = 0, best_dmin = 0;
-    for (int a = 0; a < Q2K_NDIV; a++) {
-        const uint16_t d_bits = qi_fp32_to_fp16(max_scale / q2k_divisors[a]);
-        const float d = qi_fp16_to_fp32(d_bits);
-        for (int c = 0; c < Q2K_NDIV; c++) {
-            const uint16_t dmin_bits = qi_fp32_to_fp16(max_min / q2k_divisors[c]);
-            const float dmin = qi_fp16_to_fp32(dmin_bits);
-            float total = 0;
-            memset(c_sc, 0, sizeof c_sc);
-            memset(c_q, 0, sizeof c_q);
-            for (int j = 0; j < 16; j++) {
-                const float *xj = x + 16 * j, *wj = w + 16 * j;
-                const int sc0 = round_code(scales[j], d), m0 = round_code(mins[j], dmin);
-                int sc[5], m[5];
-                float dl[5], ml[5], inv[5], err[5];
-                for (int t = 0; t < 5; t++) {
-                    sc[t] = clampi(sc0 + q2k_moves[t][0], 0, 15);
-                    m[t] = clampi(m0 + q2k_moves[t][1], 0, 15);
-                    dl[t] = d * (float)sc[t];
-                    ml[t] = dmin * (float)m[t];
-                    inv[t] = dl[t] != 0 ? 1.f / dl[t] : 0.f;
-                    err[t] = 0;
-                }
-                /* the five candidates side by side: each sum still runs over l in order */
-                for (int l = 0; l < 16; l++)
-                    for (int t = 0; t < 5; t++) {
-                        const float diff = xj[l] - (dl[t] * (float)code_q2_k(xj[l], dl[t], ml[t], inv[t]) - ml[t]);
-                        err[t] += wj[l] * diff * diff;
-                    }
-                float err_j = INFINITY;
-                int tb = 0;
-                for (int t = 0; t < 5; t++)
-                    if (err[t] < err_j) { err_j = err[t]; tb = t; }
-                if (err_j < INFINITY) {
-                    c_sc[j] = (uint8_t)(sc[tb] | (m[tb] << 4));
-                    for (int l = 0; l < 16; l++) c_q[16 * j + l] = (uint8_t)code_q2_k(xj[l], dl[tb], ml[tb], inv[tb]);
-                }
-                total += err_j;
-            }
-            if (total < best_err) {
-                best_err = total;
-                best_d = d_bits;
-                best_dmin = dmin_bits;
-                memcpy(best_sc, c_sc, 16);
-                memcpy(best_q, c_q, 256);
-            }
-        }
-    }
-    if (!qi_kq_prefer(best_err, err_g)) return;
-    memcpy(b, best_sc, 16);
-    pack_codes_q2_k(best_q, b + 16);
-    put_half(b + 80, best_d);
-    put_half(b + 82, best_dmin);
+    const float err = qi_kq_asym_search(x, w, 16, 3, 15, -0.9f, 0.1f, 18, q2k_divisors, 3, &q2k_moves[0][0], 5, 0,
+                                        sc, m, &d_bits, &dmin_bits, q);
+    if (!qi_kq_prefer(err, err_g)) return;
+    for (int j = 0; j < 16; j++) b[j] = (uint8_t)(sc[j] | (m[j] << 4));
+    pack_codes_q2_k(q, b + 16);
+    put_half(b + 80, d_bits);
+    put_half(b + 82, dmin_bits);
 }
 
 int qi_quantize_q2_k_best(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix) {

@@ -9,7 +9,7 @@ numpy reference (the oracle for the Numba and C versions):
 """
 import numpy as np
 
-from . import q2_k_best
+from . import kq_asym_best
 from .q2_k_layout import QK_K, fp16_bits, fp16_value, pack_q2_k, split_subblocks, unpack_q2_k
 from .kq_search import make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int
 from .q3_k_q6_k_best import block_error, prefer
@@ -112,9 +112,8 @@ def quantize_q2_k_best(x, imatrix=None):
     xb, wb = sub.reshape(-1, QK_K), w.reshape(-1, QK_K)
     out = _ggml_blocks(sub, qw)
     err_g = block_error(xb, wb, dequantize_q2_k(out, QK_K))
-    scales, mins = q2_k_best.fit_subblocks(sub, w)
-    sbytes, d_bits, dmin_bits, q, err = q2_k_best.search(xb, wb, scales.reshape(-1, 16),
-                                                         mins.reshape(-1, 16))
+    sc, m, d_bits, dmin_bits, q, err = kq_asym_best.search(xb, wb, kq_asym_best.Q2)
     win = prefer(err, err_g)
+    sbytes = (sc | (m << 4)).astype(np.uint8)
     out[win] = pack_q2_k(sbytes[win], q[win], d_bits[win], dmin_bits[win])
     return out.reshape(x.shape[0], -1)

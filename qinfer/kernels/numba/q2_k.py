@@ -1,5 +1,5 @@
 """Q2_K quantize/dequantize, jitted (same bytes as qinfer.quants.q2_k; the
-"best" search is documented in qinfer.quants.q2_k_best).
+"best" search is documented in qinfer.quants.kq_asym_best).
 
 Rows are split over threads with prange; each super-block is handled by
 scalar float32 code that mirrors csrc/quant_q2_k.c operation for operation.
@@ -7,18 +7,17 @@ scalar float32 code that mirrors csrc/quant_q2_k.c operation for operation.
 import numpy as np
 from numba import njit, prange
 
-from .floats import fp16_bits_to_fp32, fp32_to_fp16_bits
+from .floats import fp32_to_fp16_bits
 from .q2_k_layout import get_fp16, pack_2bit, put_half
 from .kq_search import clampi, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int
+from .kq_asym_best import asym_search
 from .q3_k_q6_k_best import block_error, prefer
 
 BLOCK = 84
 F32 = np.float32
-INF = np.float32(np.inf)
-# Same constants as qinfer.quants.q2_k_best (its fit grid RMIN, RDELTA, NSTEP is
-# -0.9, 0.1, 18, passed to make_qkx3_quants in best_block).
+# Same search configuration as qinfer.quants.kq_asym_best.Q2 (fit grid -0.9, 0.1, 18).
 DIVISORS = np.array([15.0, 14.0, 13.0], dtype=np.float32)
-MOVES = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+MOVES = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], dtype=np.int32)
 
 
 @njit(cache=True)
@@ -131,81 +130,24 @@ def ggml_block(x, qw, has_qw, blk):
 
 
 @njit(cache=True, error_model="numpy")
-def sub_error(x, w, dl, ml, q):
-    inv = F32(1) / dl if dl != 0 else F32(0)
-    err = F32(0)
-    for l in range(16):
-        v = clampi(nearest_int((x[l] + ml) * inv), 0, 3) if dl != 0 else 0
-        q[l] = v
-        diff = x[l] - (dl * F32(v) - ml)
-        err += w[l] * diff * diff
-    return err
-
-
-@njit(cache=True, error_model="numpy")
-def round_code(v, step):
-    return clampi(nearest_int(v / step), 0, 15) if step != 0 else 0
-
-
-@njit(cache=True, error_model="numpy")
 def best_block(x, qw, has_qw, blk):
     w = qw.copy() if has_qw else np.ones(256, F32)
     y = np.empty(256, F32)
-    scales = np.empty(16, F32)
-    mins = np.empty(16, F32)
-    Ltmp = np.empty(16, np.int32)
-    Laux = np.empty(16, np.int32)
     ggml_block(x, qw, has_qw, blk)
     dequantize_block(blk, y)
     err_g = block_error(x, w, y)
-    for j in range(16):
-        scales[j], mins[j] = make_qkx3_quants(x[16 * j:16 * j + 16], w[16 * j:16 * j + 16], True, 3, Ltmp,
-                                              Laux, F32(-0.9), F32(0.1), 18, False)
-    max_scale = first_max(scales)
-    max_min = first_max(mins)
-    best_err = INF
-    best_sc = np.zeros(16, np.int32)
-    best_q = np.zeros(256, np.int32)
-    best_d = np.uint16(0)
-    best_dmin = np.uint16(0)
-    c_sc = np.zeros(16, np.int32)
-    c_q = np.zeros(256, np.int32)
-    q = np.zeros(16, np.int32)
-    for a in range(DIVISORS.shape[0]):
-        d_bits = fp32_to_fp16_bits(max_scale / DIVISORS[a])
-        d = fp16_bits_to_fp32(d_bits)
-        for c in range(DIVISORS.shape[0]):
-            dmin_bits = fp32_to_fp16_bits(max_min / DIVISORS[c])
-            dmin = fp16_bits_to_fp32(dmin_bits)
-            total = F32(0)
-            c_sc[:] = 0
-            c_q[:] = 0
-            for j in range(16):
-                sc0 = round_code(scales[j], d)
-                m0 = round_code(mins[j], dmin)
-                err_j = INF
-                for mv in MOVES:
-                    sc = clampi(sc0 + mv[0], 0, 15)
-                    m = clampi(m0 + mv[1], 0, 15)
-                    err = sub_error(x[16 * j:16 * j + 16], w[16 * j:16 * j + 16], d * F32(sc), dmin * F32(m), q)
-                    if err < err_j:
-                        err_j = err
-                        c_sc[j] = sc | (m << 4)
-                        c_q[16 * j:16 * j + 16] = q
-                total += err_j
-            if total < best_err:
-                best_err = total
-                best_d = d_bits
-                best_dmin = dmin_bits
-                best_sc[:] = c_sc
-                best_q[:] = c_q
-    if not prefer(best_err, err_g):
+    sc = np.empty(16, np.int32)
+    m = np.empty(16, np.int32)
+    q = np.empty(256, np.int32)
+    err, d_bits, dmin_bits = asym_search(x, w, 16, 3, 15, F32(-0.9), F32(0.1), 18, DIVISORS, MOVES, 0,
+                                         sc, m, q)
+    if not prefer(err, err_g):
         return
     for j in range(16):
-        blk[j] = np.uint8(best_sc[j])
-    pack_2bit(best_q, blk, 16)
-    put_half(blk, 80, best_d)
-    put_half(blk, 82, best_dmin)
+        blk[j] = np.uint8(sc[j] | (m[j] << 4))
+    pack_2bit(q, blk, 16)
+    put_half(blk, 80, d_bits)
+    put_half(blk, 82, dmin_bits)
 
 
 @njit(cache=True, parallel=True)
