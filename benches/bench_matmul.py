@@ -7,7 +7,7 @@ For every type and token count it times y = x @ W.T on random valid weight
 rows and prints GFLOP/s (2*n_in*n_out*n_tok / time) and, for one token, the
 weight bandwidth GB/s (weight bytes / time; generation is bandwidth-bound).
 llama.cpp is timed through the libggml that llama-cpp-python ships (ctypes:
-one MUL_MAT graph computed with ggml_graph_compute_with_ctx on the same bytes
+one MUL_MAT graph computed with ggml_graph_plan + ggml_graph_compute on the same bytes
 and the same thread count), i.e. ggml's CPU kernels without the model-level
 repacked layouts. The CPU, its flags and the SIMD level are printed first.
 """
@@ -62,6 +62,12 @@ class Ggml:
         _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p),
                     ("no_alloc", ctypes.c_bool)]
 
+    class CPlan(ctypes.Structure):
+        _fields_ = [("work_size", ctypes.c_size_t), ("work_data", ctypes.c_void_p),
+                    ("n_threads", ctypes.c_int), ("threadpool", ctypes.c_void_p),
+                    ("abort_callback", ctypes.c_void_p), ("abort_callback_data", ctypes.c_void_p),
+                    ("use_ref", ctypes.c_bool)]
+
     def __init__(self):
         import llama_cpp
         libdir = Path(llama_cpp.__file__).parent / "lib"
@@ -76,13 +82,15 @@ class Ggml:
         b.ggml_new_graph.restype, b.ggml_new_graph.argtypes = vp, [vp]
         b.ggml_build_forward_expand.argtypes = [vp, vp]
         b.ggml_get_data.restype, b.ggml_get_data.argtypes = vp, [vp]
-        c.ggml_graph_compute_with_ctx.argtypes = [vp, vp, ctypes.c_int]
+        c.ggml_graph_plan.restype = self.CPlan
+        c.ggml_graph_plan.argtypes = [vp, ctypes.c_int, vp]
+        c.ggml_graph_compute.argtypes = [vp, ctypes.POINTER(self.CPlan)]
         c.ggml_cpu_init()
 
     def matmul_timer(self, qt, w, x, n_threads):
         """A function computing x @ W.T with ggml, and a function reading its result."""
         n_out, n_tok, n_in = w.shape[0], x.shape[0], x.shape[1]
-        mem = w.nbytes + 3 * x.nbytes + 4 * n_out * n_tok + (512 << 20)  # + ggml work buffer
+        mem = w.nbytes + x.nbytes + 4 * n_out * n_tok + (16 << 20)  # + tensor and graph headers
         ctx = self.base.ggml_init(self.InitParams(mem, None, False))
         a = self.base.ggml_new_tensor_2d(ctx, qt.ggml_id, n_in, n_out)
         bt = self.base.ggml_new_tensor_2d(ctx, 0, n_in, n_tok)
@@ -92,8 +100,14 @@ class Ggml:
         ctypes.memmove(self.base.ggml_get_data(a), np.ascontiguousarray(w).ctypes.data, w.nbytes)
         ctypes.memmove(self.base.ggml_get_data(bt), x.ctypes.data, x.nbytes)
 
-        def run():
-            self.cpu.ggml_graph_compute_with_ctx(ctx, graph, n_threads)
+        # One plan and one work buffer for all runs (ggml_graph_compute_with_ctx
+        # would take a new work buffer from the context on every call).
+        plan = self.cpu.ggml_graph_plan(graph, n_threads, None)
+        work = ctypes.create_string_buffer(plan.work_size + 64)
+        plan.work_data = ctypes.addressof(work)
+
+        def run(keep_alive=work):  # the closure owns the work buffer
+            self.cpu.ggml_graph_compute(graph, ctypes.byref(plan))
 
         def result():
             buf = (ctypes.c_float * (n_out * n_tok)).from_address(self.base.ggml_get_data(out))

@@ -62,9 +62,20 @@ static inline int16_t qi_load_i16(const uint8_t *p) { int16_t v; memcpy(&v, p, 2
 
 /* K-quant super-block decoding shared by the dot_kquant*.c files; ty is the
  * ggml type id (10 = Q2_K .. 14 = Q6_K). */
-int qi_kq_block_bytes(int ty);
 void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn);
-void qi_kq_scale_offsets(int ty, int *d_at, int *dm_at);
+/* Inline so that a kernel specialised on ty sees constant sizes and offsets. */
+static inline int qi_kq_block_bytes(int ty) {
+    return ty == 10 ? 84 : ty == 11 ? 110 : ty == 12 ? 144 : ty == 13 ? 176 : 210;
+}
+/* Byte offsets of the f16 d and of the f16 factor of mn (dmin, or d again). */
+static inline void qi_kq_scale_offsets(int ty, int *d_at, int *dm_at) {
+    switch (ty) {
+    case 10: *d_at = 80; *dm_at = 82; break;
+    case 11: *d_at = *dm_at = 108; break;
+    case 12: case 13: *d_at = 0; *dm_at = 2; break;
+    default: *d_at = *dm_at = 208; break;
+    }
+}
 void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
 
 /* Kernels, defined in dot_float.c, dot_legacy*.c, dot_kquant*.c. */

@@ -16,16 +16,6 @@
  * all sums in int32 (max |sc*sum16| = 127*63*127*16 < 2^24 per group). */
 #include "dot_kernels.h"
 
-int qi_kq_block_bytes(int ty) {
-    switch (ty) {
-    case 10: return 84;
-    case 11: return 110;
-    case 12: return 144;
-    case 13: return 176;
-    default: return 210;
-    }
-}
-
 void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn) {
     switch (ty) {
     case 10:
@@ -64,16 +54,6 @@ void qi_kq_scales(int ty, const uint8_t *b, int16_t *sc, int16_t *mn) {
 }
 
 /* Codes u[0..255] in element order. */
-/* Byte offsets of the f16 d and of the f16 factor of mn (dmin, or d again). */
-void qi_kq_scale_offsets(int ty, int *d_at, int *dm_at) {
-    switch (ty) {
-    case 10: *d_at = 80; *dm_at = 82; break;
-    case 11: *d_at = *dm_at = 108; break;
-    case 12: case 13: *d_at = 0; *dm_at = 2; break;
-    default: *d_at = *dm_at = 208; break;
-    }
-}
-
 void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u) {
     for (int e = 0; e < 256; e++) {
         int c;

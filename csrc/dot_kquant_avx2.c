@@ -1,85 +1,114 @@
 /* AVX2 dot kernels of the K-quants (decomposition in dot_kquant.c).
  *
- * Per super-block: the codes are unpacked with shifts and masks into 256
- * bytes (8 registers, kept in an L1-resident buffer), the 16 group scales are
- * broadcast into 8 int16 vectors; then per activation row
+ * A super-block is taken 32 codes (one "chunk") at a time: chunk k holds the
+ * weights 32k..32k+31, i.e. the 16-groups 2k and 2k+1. Its codes are unpacked
+ * from the packed bits straight into a register (shifts and masks, no trip
+ * through memory) and used at once for every activation row of the tile:
  *     maddubs(u, q)        u8 x s8 -> int16 pair sums (<= 2*63*127, no saturation)
- *     madd(., scales)      -> int32 of sc[j]*partial sums
- * and the offsets come from one madd of mn[16] with the row's bsums. The
- * decoding is done once for up to QI_TILE activation rows. */
+ *     madd(., scale_k)     -> int32 of sc[j]*partial sums, scale_k = (sc[2k] x8, sc[2k+1] x8)
+ * accumulated in int32 over the super-block (|sum| <= 8 * 2*16002*128 < 2^31).
+ * scale_k comes from one in-lane byte shuffle of the super-block's scales
+ * (kq_scale_state), which costs less than a cross-lane permute.
+ * The offsets sum_j mn[j]*bsums[j] are one madd with the row's bsums. For
+ * Q3_K and Q6_K (offset factor = d) they are subtracted in int32 before the
+ * single conversion to float (exact: |mn*bsums| pair sums < 2^25); Q2_K,
+ * Q4_K and Q5_K have their own dmin and take a second float multiply-add.
+ * Loads of the same packed bytes by neighbouring chunks are merged by the
+ * compiler, so each weight byte is read once per super-block. */
 #include "dot_kernels.h"
 
 #if defined(QI_X86)
 
 QI_TARGET_AVX2 static inline __m256i load32(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
-QI_TARGET_AVX2 static inline void store32(uint8_t *p, __m256i v) { _mm256_store_si256((__m256i *)p, v); }
 
 /* (v >> n) & mask on bytes (the 16-bit shift's spill is masked away). */
 QI_TARGET_AVX2 static inline __m256i shr_mask(__m256i v, int n, int mask) {
     return _mm256_and_si256(_mm256_srli_epi16(v, n), _mm256_set1_epi8((char)mask));
 }
 
-/* bit k of every byte of v, moved to bit `to` */
+/* Bit k of every byte of v, moved to bit `to`. */
 QI_TARGET_AVX2 static inline __m256i bit_to(__m256i v, int k, int to) {
-    const __m256i b = shr_mask(v, k, 1);
-    return _mm256_slli_epi16(b, to);
+    if (k >= to) return shr_mask(v, k - to, 1 << to);
+    return _mm256_and_si256(_mm256_slli_epi16(v, to - k), _mm256_set1_epi8((char)(1 << to)));
 }
 
-QI_TARGET_AVX2 static inline __attribute__((always_inline)) void codes_avx2(int ty, const uint8_t *b, uint8_t *u) {
+/* The 32 codes of chunk k (elements 32k..32k+31) of super-block b, layouts as
+ * in qi_kq_codes_scalar. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i chunk_codes(int ty, const uint8_t *b, int k) {
     switch (ty) {
     case 10: case 11: {
         const uint8_t *qs = b + (ty == 10 ? 16 : 32);
-        const __m256i hm = ty == 11 ? load32(b) : _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i q = load32(qs + 32 * h);
-            for (int k = 0; k < 4; k++) {
-                __m256i c = shr_mask(q, 2 * k, 3);
-                if (ty == 11) c = _mm256_or_si256(c, bit_to(hm, 4 * h + k, 2));
-                store32(u + 128 * h + 32 * k, c);
-            }
-        }
-        break;
+        __m256i c = shr_mask(load32(qs + 32 * (k / 4)), 2 * (k % 4), 3);
+        if (ty == 11) c = _mm256_or_si256(c, bit_to(load32(b), k, 2));
+        return c;
     }
     case 12: case 13: {
         const uint8_t *qs = b + (ty == 12 ? 16 : 48);
-        const __m256i qh = ty == 13 ? load32(b + 16) : _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            const __m256i q = load32(qs + 32 * c);
-            __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(15)), hi = shr_mask(q, 4, 15);
-            if (ty == 13) {
-                lo = _mm256_or_si256(lo, bit_to(qh, 2 * c, 4));
-                hi = _mm256_or_si256(hi, bit_to(qh, 2 * c + 1, 4));
-            }
-            store32(u + 64 * c, lo);
-            store32(u + 64 * c + 32, hi);
-        }
-        break;
+        __m256i c = shr_mask(load32(qs + 32 * (k / 2)), 4 * (k % 2), 15);
+        if (ty == 13) c = _mm256_or_si256(c, bit_to(load32(b + 16), k, 4));
+        return c;
     }
-    default:
-        for (int h = 0; h < 2; h++) {
-            const __m256i ql0 = load32(b + 64 * h), ql1 = load32(b + 64 * h + 32);
-            const __m256i qh = load32(b + 128 + 32 * h);
-            const __m256i m15 = _mm256_set1_epi8(15);
-            store32(u + 128 * h, _mm256_or_si256(_mm256_and_si256(ql0, m15), _mm256_slli_epi16(shr_mask(qh, 0, 3), 4)));
-            store32(u + 128 * h + 32, _mm256_or_si256(_mm256_and_si256(ql1, m15), _mm256_slli_epi16(shr_mask(qh, 2, 3), 4)));
-            store32(u + 128 * h + 64, _mm256_or_si256(shr_mask(ql0, 4, 15), _mm256_slli_epi16(shr_mask(qh, 4, 3), 4)));
-            store32(u + 128 * h + 96, _mm256_or_si256(shr_mask(ql1, 4, 15), _mm256_slli_epi16(shr_mask(qh, 6, 3), 4)));
-        }
-        break;
+    default: {
+        const int h = k / 4, kk = k % 4;
+        const __m256i lo = shr_mask(load32(b + 64 * h + 32 * (kk % 2)), 4 * (kk / 2), 15);
+        /* bits 2kk, 2kk+1 of qh to bits 4, 5 */
+        const __m256i qh = load32(b + 128 + 32 * h);
+        const __m256i hi = 2 * kk >= 4 ? shr_mask(qh, 2 * kk - 4, 0x30)
+                                       : _mm256_and_si256(_mm256_slli_epi16(qh, 4 - 2 * kk), _mm256_set1_epi8(0x30));
+        return _mm256_or_si256(lo, hi);
+    }
     }
 }
 
-/* The 16 group scales and offsets of a super-block as int16 vectors, built in
- * registers: writing them to memory with narrow stores and reloading them
- * wide stalls store forwarding (measured: a quarter of the Q4_K time). The
- * byte formulas are those of qi_kq_scales in dot_kquant.c on 32-bit words. */
-QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int ty, const uint8_t *b,
-                                                                             __m256i *sc, __m256i *mn) {
+/* Per super-block scale state: `src` (and `src2`) from which one in-lane byte
+ * shuffle per chunk gives the chunk's int16 scale vector, scale_k =
+ * (sc[2k] x8 | sc[2k+1] x8), and `mn`, the 16 group offsets as int16.
+ * Everything is built in registers: writing scales to memory with narrow
+ * stores and reloading them wide stalls store forwarding (measured: a quarter
+ * of the Q4_K time in the first version). The byte formulas are those of
+ * qi_kq_scales in dot_kquant.c, on 32-bit words. */
+typedef struct { __m256i src, src2, mn; } kq_scale_state;
+
+/* Shuffle patterns (0x80 = zero byte):
+ * PICK_U8_PAIR[k]: from 16 unsigned byte scales in both lanes, byte 2k
+ *   zero-extended in the low lane, byte 2k+1 in the high lane (Q2_K);
+ * PICK_U8_SAME[k]: byte k zero-extended in both lanes (Q4_K/Q5_K: one scale
+ *   per 32 weights, bytes 0..7 = scales, 8..15 = mins);
+ * PICK_I16[m]: from 8 int16 scales in both lanes, int16 2m in the low lane,
+ *   2m+1 in the high lane (Q3_K/Q6_K, signed scales widened beforehand). */
+#define Z 0x80
+#define PAIR(lo, hi) lo, Z, lo, Z, lo, Z, lo, Z, lo, Z, lo, Z, lo, Z, lo, Z, hi, Z, hi, Z, hi, Z, hi, Z, hi, Z, hi, Z, hi, Z, hi, Z
+static const uint8_t PICK_U8_PAIR[8][32] __attribute__((aligned(32))) = {
+    {PAIR(0, 1)}, {PAIR(2, 3)}, {PAIR(4, 5)}, {PAIR(6, 7)},
+    {PAIR(8, 9)}, {PAIR(10, 11)}, {PAIR(12, 13)}, {PAIR(14, 15)},
+};
+static const uint8_t PICK_U8_SAME[8][32] __attribute__((aligned(32))) = {
+    {PAIR(0, 0)}, {PAIR(1, 1)}, {PAIR(2, 2)}, {PAIR(3, 3)},
+    {PAIR(4, 4)}, {PAIR(5, 5)}, {PAIR(6, 6)}, {PAIR(7, 7)},
+};
+#undef PAIR
+#define PAIR16(lo, hi) lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, \
+                       hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1
+static const uint8_t PICK_I16[4][32] __attribute__((aligned(32))) = {
+    {PAIR16(0, 2)}, {PAIR16(4, 6)}, {PAIR16(8, 10)}, {PAIR16(12, 14)},
+};
+#undef PAIR16
+/* Q4_K/Q5_K offsets: int16 j = min byte 8 + j/2 */
+static const uint8_t PICK_K4_MINS[32] __attribute__((aligned(32))) = {
+    8, Z, 8, Z, 9, Z, 9, Z, 10, Z, 10, Z, 11, Z, 11, Z, 12, Z, 12, Z, 13, Z, 13, Z, 14, Z, 14, Z, 15, Z, 15, Z,
+};
+#undef Z
+
+QI_TARGET_AVX2 static inline __m256i pick(__m256i v, const uint8_t *pattern) {
+    return _mm256_shuffle_epi8(v, _mm256_load_si256((const __m256i *)pattern));
+}
+
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int ty, const uint8_t *b, kq_scale_state *st) {
     switch (ty) {
     case 10: {
         const __m128i v = _mm_loadu_si128((const __m128i *)b);
-        *sc = _mm256_cvtepu8_epi16(_mm_and_si128(v, _mm_set1_epi8(15)));
-        *mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
+        st->src = _mm256_broadcastsi128_si256(_mm_and_si128(v, _mm_set1_epi8(15)));
+        st->mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
         break;
     }
     case 11: {
@@ -92,8 +121,10 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int
             (int)((w1 & 0x0f0f0f0fu) | ((t << 2) & 0x30303030u)),
             (int)(((w0 >> 4) & 0x0f0f0f0fu) | (t & 0x30303030u)),
             (int)(((w1 >> 4) & 0x0f0f0f0fu) | ((t >> 2) & 0x30303030u)));
-        *sc = _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
-        *mn = _mm256_slli_epi16(*sc, 2);
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
+        st->src = _mm256_permute2x128_si256(sc, sc, 0x00);
+        st->src2 = _mm256_permute2x128_si256(sc, sc, 0x11);
+        st->mn = _mm256_slli_epi16(sc, 2);
         break;
     }
     case 12: case 13: {
@@ -101,35 +132,29 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int
         memcpy(&q0, b + 4, 4);
         memcpy(&q1, b + 8, 4);
         memcpy(&q2, b + 12, 4);
+        /* bytes 0..7: the 8 scales, 8..15: the 8 mins (one per 32 weights) */
         const __m128i v = _mm_setr_epi32(
             (int)(q0 & 0x3f3f3f3fu), (int)((q2 & 0x0f0f0f0fu) | ((q0 >> 2) & 0x30303030u)),
             (int)(q1 & 0x3f3f3f3fu), (int)(((q2 >> 4) & 0x0f0f0f0fu) | ((q1 >> 2) & 0x30303030u)));
-        /* 8 scales then 8 mins, one per 32 weights: duplicate each for its two groups */
-        *sc = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
-        *mn = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v));
+        st->src = _mm256_broadcastsi128_si256(v);
+        st->mn = pick(st->src, PICK_K4_MINS);
         break;
     }
-    default:
-        *sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
-        *mn = _mm256_slli_epi16(*sc, 5);
+    default: {
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+        st->src = _mm256_permute2x128_si256(sc, sc, 0x00);
+        st->src2 = _mm256_permute2x128_si256(sc, sc, 0x11);
+        st->mn = _mm256_slli_epi16(sc, 5);
         break;
+    }
     }
 }
 
-/* scv[k]: int16 lanes 0..7 = sc[2k], lanes 8..15 = sc[2k+1] (the groups of the
- * two 16-byte halves of the k-th 32 codes), for madd with maddubs results.
- * Each int32 of `pairs` holds one scale twice; a cross-lane permute of int32
- * then broadcasts it. */
-QI_TARGET_AVX2 static inline __attribute__((always_inline)) void group_scales(__m256i s, __m256i *scv) {
-    const __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s));
-    const __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s, 1));
-    const __m256i m16 = _mm256_set1_epi32(0xffff);
-    const __m256i plo = _mm256_or_si256(_mm256_and_si256(lo, m16), _mm256_slli_epi32(lo, 16));
-    const __m256i phi = _mm256_or_si256(_mm256_and_si256(hi, m16), _mm256_slli_epi32(hi, 16));
-    for (int k = 0; k < 4; k++) {
-        const __m256i idx = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
-        scv[k] = _mm256_permutevar8x32_epi32(plo, idx);
-        scv[k + 4] = _mm256_permutevar8x32_epi32(phi, idx);
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i chunk_scale(int ty, const kq_scale_state *st, int k) {
+    switch (ty) {
+    case 10: return pick(st->src, PICK_U8_PAIR[k]);
+    case 12: case 13: return pick(st->src, PICK_U8_SAME[k]);
+    default: return pick(k < 4 ? st->src : st->src2, PICK_I16[k % 4]);
     }
 }
 
@@ -140,54 +165,58 @@ QI_TARGET_AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-#define KQ_TILE_AVX2(NA)                                                                         \
-    QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_tile##NA(int ty, int64_t nb, const uint8_t *w,          \
-                                                  const uint8_t *a, size_t as, float *s) {       \
-        _Alignas(32) uint8_t u[256];                                                             \
-        __m256 acc[NA];                                                                          \
-        for (int t = 0; t < NA; t++) acc[t] = _mm256_setzero_ps();                               \
-        const int bb = qi_kq_block_bytes(ty);                                                    \
-        int d_at, dm_at;                                                                         \
-        qi_kq_scale_offsets(ty, &d_at, &dm_at);                                                  \
-        for (int64_t i = 0; i < nb; i++) {                                                       \
-            const uint8_t *b = w + i * bb;                                                       \
-            __m256i scales, mnv;                                                                 \
-            scales_avx2(ty, b, &scales, &mnv);                                                   \
-            const float dw = _cvtsh_ss(qi_load_u16(b + d_at)), dmw = _cvtsh_ss(qi_load_u16(b + dm_at));                 \
-            codes_avx2(ty, b, u);                                                                \
-            __m256i scv[8];                                                                      \
-            group_scales(scales, scv);                                                           \
-            for (int t = 0; t < NA; t++) {                                                       \
-                const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;                               \
-                const uint8_t *q = ab + QI_Q8K_QS;                                               \
-                __m256i isum0 = _mm256_setzero_si256(), isum1 = _mm256_setzero_si256();          \
-                for (int k = 0; k < 8; k += 2) {                                                 \
-                    const __m256i p0 = _mm256_maddubs_epi16(load32(u + 32 * k), load32(q + 32 * k)); \
-                    const __m256i p1 = _mm256_maddubs_epi16(load32(u + 32 * k + 32), load32(q + 32 * k + 32)); \
-                    isum0 = _mm256_add_epi32(isum0, _mm256_madd_epi16(p0, scv[k]));              \
-                    isum1 = _mm256_add_epi32(isum1, _mm256_madd_epi16(p1, scv[k + 1]));          \
-                }                                                                                \
-                const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mnv, load32(ab + QI_Q8K_BSUMS))); \
-                const float da = qi_load_f32(ab);                                                \
-                const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(isum0, isum1));             \
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), p, acc[t]);                    \
-                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(da * dmw), m, acc[t]);                  \
-            }                                                                                    \
-        }                                                                                        \
-        for (int t = 0; t < NA; t++) s[t] = hsum8(acc[t]);                                       \
+/* Offset factor equal to d: offsets folded into the integer sum. */
+static inline int offsets_in_int(int ty) { return ty == 11 || ty == 14; }
+
+/* s[t] for NA activation rows; ty and NA are constants after inlining, so the
+ * loops over chunks and rows unroll and the accumulators live in registers. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty, int NA, int64_t nb, const uint8_t *w,
+                                                                         const uint8_t *a, size_t as, float *s) {
+    __m256 acc[QI_TILE];
+    for (int t = 0; t < NA; t++) acc[t] = _mm256_setzero_ps();
+    const int bb = qi_kq_block_bytes(ty);
+    int d_at, dm_at;
+    qi_kq_scale_offsets(ty, &d_at, &dm_at);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *b = w + i * bb;
+        kq_scale_state st;
+        scales_avx2(ty, b, &st);
+        __m256i isum[QI_TILE];
+        for (int t = 0; t < NA; t++) isum[t] = _mm256_setzero_si256();
+        for (int k = 0; k < 8; k++) {
+            const __m256i u = chunk_codes(ty, b, k);
+            const __m256i scale = chunk_scale(ty, &st, k);
+            for (int t = 0; t < NA; t++) {
+                const uint8_t *q = a + t * as + i * QI_Q8K_BYTES + QI_Q8K_QS;
+                const __m256i p = _mm256_maddubs_epi16(u, load32(q + 32 * k));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scale));
+            }
+        }
+        const float dw = _cvtsh_ss(qi_load_u16(b + d_at));
+        for (int t = 0; t < NA; t++) {
+            const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
+            const __m256i m = _mm256_madd_epi16(st.mn, load32(ab + QI_Q8K_BSUMS));
+            const float da = qi_load_f32(ab);
+            if (offsets_in_int(ty)) {
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], m));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), p, acc[t]);
+            } else {
+                const float dmw = _cvtsh_ss(qi_load_u16(b + dm_at));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(da * dmw), _mm256_cvtepi32_ps(m), acc[t]);
+            }
+        }
     }
-KQ_TILE_AVX2(1)
-KQ_TILE_AVX2(2)
-KQ_TILE_AVX2(3)
-KQ_TILE_AVX2(4)
+    for (int t = 0; t < NA; t++) s[t] = hsum8(acc[t]);
+}
 
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_avx2(int ty, int64_t nb, const uint8_t *w, const uint8_t *a,
-                                          size_t as, int na, float *s) {
+                                                                         size_t as, int na, float *s) {
     switch (na) {
-    case 1: kq_tile1(ty, nb, w, a, as, s); break;
-    case 2: kq_tile2(ty, nb, w, a, as, s); break;
-    case 3: kq_tile3(ty, nb, w, a, as, s); break;
-    default: kq_tile4(ty, nb, w, a, as, s); break;
+    case 1: kq_rows(ty, 1, nb, w, a, as, s); break;
+    case 2: kq_rows(ty, 2, nb, w, a, as, s); break;
+    case 3: kq_rows(ty, 3, nb, w, a, as, s); break;
+    default: kq_rows(ty, 4, nb, w, a, as, s); break;
     }
 }
 
