@@ -20,7 +20,7 @@ cancelled: `cancel.set()` on a threading.Event, or closing the generator,
 stops it before the next token is evaluated.
 """
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -43,6 +43,7 @@ class GenerationStats:
     context_full: bool = False       # stopped because the KV cache was full
     prompt_seconds: float = 0.0
     generation_seconds: float = 0.0
+    completion_ids: list = field(default_factory=list)   # the generated token ids (EOS not included)
 
     @property
     def prompt_eval_tokens(self) -> int:
@@ -155,6 +156,7 @@ def _run(model, ids, params, stops, max_tokens, cancel, stats):
                 reason = "stop"
                 break
             stats.completion_tokens += 1
+            stats.completion_ids.append(int(token))
             text, hit = stop.push(decoder.feed(token))
             if text:
                 yield text
@@ -187,28 +189,57 @@ def _run(model, ids, params, stops, max_tokens, cancel, stats):
 
 # -- OpenAI-style chat ---------------------------------------------------------------------------------
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def _check_tool_calls(i, calls):
+    if not isinstance(calls, (list, tuple)) or not all(
+            isinstance(c, dict) and isinstance(c.get("function"), dict)
+            and isinstance(c["function"].get("name"), str)
+            and isinstance(c["function"].get("arguments", ""), (str, dict)) for c in calls):
+        raise QinferError(f"message {i}: tool_calls must be a list of {{'id': ..., 'type': 'function', "
+                          f"'function': {{'name': str, 'arguments': str}}}}, got {calls!r}")
+    return [dict(c) for c in calls]
 
 
 def _check_messages(messages):
+    """OpenAI-style messages, checked; returns copies with the keys the chat formats read."""
     if not isinstance(messages, (list, tuple)) or not messages:
         raise QinferError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    out = []
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+        role = m.get("role") if isinstance(m, dict) else None
+        calls = m.get("tool_calls") if role == "assistant" else None
+        # An assistant message that only calls tools has content None (OpenAI's form).
+        if role not in ROLES or not (isinstance(m.get("content"), str) or (calls and m.get("content") is None)):
             raise QinferError(f"message {i} must be a dict with 'role' in {ROLES} and a string "
                               f"'content', got {m!r}")
-    if messages[-1]["role"] != "user":
-        raise QinferError("the last message must come from the user")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+        clean = {"role": role, "content": m["content"]}
+        if calls:
+            clean["tool_calls"] = _check_tool_calls(i, calls)
+        if role == "tool":
+            clean.update((k, m[k]) for k in ("tool_call_id", "name") if isinstance(m.get(k), str))
+        out.append(clean)
+    if out[-1]["role"] not in ("user", "tool"):
+        raise QinferError("the last message must come from the user (or be a tool result)")
+    return out
 
 
-def chat_prompt_ids(model, messages):
-    """Token ids of the conversation rendered with the model's chat template,
-    ready for the assistant's reply."""
-    from .chat_template import render
+def _check_tools(tools):
+    if tools is not None and not (isinstance(tools, (list, tuple)) and all(isinstance(t, dict) for t in tools)):
+        raise QinferError("tools must be a list of OpenAI tool dicts "
+                          "({'type': 'function', 'function': {'name', 'description', 'parameters'}})")
+    return list(tools) if tools else None
 
-    text = render(model.metadata, _check_messages(messages), add_generation_prompt=True)
-    return list(model.tokenizer.encode(text, add_bos=False, parse_special=True))
+
+def chat_prompt_ids(model, messages, tools=None):
+    """Token ids of the conversation in the model's chat format, ready for the
+    assistant's reply. The model's own last answer, when the conversation
+    repeats it after the same prompt, keeps the ids it was generated as."""
+    from .chat_template import encode
+
+    return encode(model.metadata, model.tokenizer, _check_messages(messages), _check_tools(tools),
+                  replies=getattr(model, "chat_replies", None))
 
 
 def _model_name(model):
@@ -218,29 +249,60 @@ def _model_name(model):
 
 
 def chat(model, messages, stream=False, max_tokens=512, temperature=0.8, top_k=40, top_p=0.95,
-         min_p=0.05, repeat_penalty=1.1, seed=0, stop=(), cancel=None, stats=None, **sampling):
-    """Answer the last user message of `messages` (OpenAI chat format).
+         min_p=0.05, repeat_penalty=1.1, seed=0, stop=(), cancel=None, stats=None, tools=None, **sampling):
+    """Answer the last user message of `messages` (OpenAI chat format; `tools`:
+    OpenAI tool schemas, for chat formats that have tools).
 
     stream=False: a `chat.completion` dict; stream=True: a generator of
     `chat.completion.chunk` dicts (the first carries the role, the last the
     finish_reason and the usage). Earlier turns already in the KV cache are
-    not evaluated again. finish_reason: "stop" (EOS or a stop string),
-    "length" (max_tokens or a full context) or "cancelled"."""
+    not evaluated again: each reply is remembered (model.chat_replies) with
+    the token ids it was generated as, and a later turn that repeats it after
+    the same prompt uses those ids, so the cache matches the whole history.
+    finish_reason: "stop" (EOS or a stop string), "length" (max_tokens or a
+    full context) or "cancelled"."""
     import uuid
 
-    ids = chat_prompt_ids(model, messages)
+    # The two-argument call is the hook tests replace; tools are passed only when given.
+    ids = chat_prompt_ids(model, messages, **({"tools": tools} if tools else {}))
     stats = stats if stats is not None else GenerationStats()
     pieces = generate(model, ids, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                       top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed,
                       stop=stop, stream=True, cancel=cancel, stats=stats, **sampling)
     head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": _model_name(model)}
+    text = _remembered(model, ids, _strip_leading_space(pieces), stats)
     if stream:
-        return _chunks(head, _strip_leading_space(pieces), stats)
-    content = "".join(_strip_leading_space(pieces))
+        return _chunks(head, text, stats)
+    content = "".join(text)
     return {**head, "object": "chat.completion",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": stats.finish_reason}],
             "usage": _usage(stats)}
+
+
+REMEMBERED_REPLIES = 32   # replies kept per Model for cache reuse (a long chat's latest turns)
+
+
+def _remembered(model, prompt, pieces, stats):
+    """Pass the reply through; once it ends, remember its ids and text under
+    its prompt in model.chat_replies, when the ids spell exactly that text (not
+    so after a stop string, whose tokens are generated but not returned)."""
+    shown = []
+    try:
+        for text in pieces:
+            shown.append(text)
+            yield text
+    finally:
+        pieces.close()
+        content, ids = "".join(shown), tuple(stats.completion_ids)
+        replies = getattr(model, "chat_replies", None)
+        if replies is None:
+            replies = model.chat_replies = {}
+        if ids and model.tokenizer.decode(ids).lstrip() == content:
+            replies.pop(tuple(prompt), None)
+            replies[tuple(prompt)] = (ids, content)
+            while len(replies) > REMEMBERED_REPLIES:
+                del replies[next(iter(replies))]   # dicts keep insertion order: the oldest goes
 
 
 def _strip_leading_space(pieces):

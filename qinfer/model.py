@@ -70,6 +70,7 @@ class Model:
         self._ids = []
         self._lock = _OwnerLock()
         self._tokenizer = None
+        self.chat_replies = {}   # {prompt ids: (reply ids, text)} of chat() answers, for cache reuse
 
     # -- concurrency -------------------------------------------------------------
 
@@ -189,11 +190,12 @@ class Model:
 
         return self._delegate(generation.generate, prompt, **kwargs)
 
-    def chat(self, messages, **kwargs):
-        """See qinfer.generation.chat."""
+    def chat(self, messages, *, tools=None, **kwargs):
+        """OpenAI-style chat completion in the model's chat format; `tools`: OpenAI
+        tool schemas (Mistral v2+ formats). See qinfer.generation.chat."""
         from . import generation
 
-        return self._delegate(generation.chat, messages, **kwargs)
+        return self._delegate(generation.chat, messages, tools=tools, **kwargs)
 
     def __repr__(self):
         hp = self.hparams
