@@ -19,7 +19,7 @@ from .names import plan
 from .recipes import FILE_TYPES, file_type, tensor_type
 from .sources import open_checkpoint
 from .requantize import quantize  # noqa: F401  (public: qinfer.quantize)
-from .spm_metadata import tokenizer_metadata
+from .vocab import vocab_metadata, write_vocab
 
 
 def _order(name):
@@ -50,17 +50,7 @@ def _write_metadata(w, p, ftype, name, vocab):
         w.add_expert_used_count(p.n_experts_used)
     w.add_file_type(FILE_TYPES[ftype][0])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    w.add_tokenizer_model(vocab["model"])
-    w.add_tokenizer_pre(vocab["pre"])
-    w.add_token_list(vocab["tokens"])
-    w.add_token_scores(vocab["scores"])
-    w.add_token_types(vocab["types"])
-    w.add_bos_token_id(vocab["bos"])
-    w.add_eos_token_id(vocab["eos"])
-    if vocab["unk"] >= 0:
-        w.add_unk_token_id(vocab["unk"])
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    write_vocab(w, vocab)
 
 
 def _encode(pt, ttype, quantizer):
@@ -96,7 +86,7 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
     planned = plan(tensors, params, ck.kind, ck.label)
     if "output.weight" not in planned:
         params.tied = True
-    vocab = tokenizer_metadata(ck.tokenizer(), params.vocab_size, ck.label)
+    vocab = vocab_metadata(ck.tokenizer(), params.vocab_size, ck.label, ck.files)
     names = sorted(planned, key=_order)
     types = {n: tensor_type(n, planned[n].shape, ftype, params) for n in names}
 

@@ -1,8 +1,7 @@
 """GGUF tokenizer metadata from a sentencepiece model file, as llama.cpp's
 converter writes it (tokenizer.ggml.model "llama", pieces, scores, types)."""
-from qinfer.errors import FormatError, UnsupportedError
-
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+from qinfer.errors import FormatError
+from qinfer.tokenizer.special import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED
 
 
 def spm_metadata(data, n_vocab, label):
@@ -38,9 +37,3 @@ def spm_metadata(data, n_vocab, label):
     return {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores, "types": types,
             "bos": sp.bos_id(), "eos": sp.eos_id(), "unk": sp.unk_id()}
 
-
-def tokenizer_metadata(member, n_vocab, label):
-    if member.name.endswith(".json"):
-        raise UnsupportedError(f"{label}: {member.name} (tekken / tokenizer.json) is not supported by "
-                               "this converter yet; a sentencepiece tokenizer.model is")
-    return spm_metadata(member.read(), n_vocab, f"{label}:{member.name}")

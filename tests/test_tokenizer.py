@@ -1,21 +1,19 @@
 """The sentencepiece tokenizer rebuilt from GGUF metadata equals sentencepiece
-(the oracle; REFERENCE §12) and llama.cpp, and decoding inverts encoding."""
+(the oracle; REFERENCE §12), and decoding inverts encoding. llama.cpp's parity
+on the same vocabularies, written by the converter, is in test_vocab.py."""
 import glob
 import os
 
-import numpy as np
 import pytest
 import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multilingual import TEXT
 from qinfer.convert.spm_metadata import spm_metadata
 from qinfer.tokenizer import from_gguf
 from tiny_checkpoints import demo_tokenizer_bytes
 
-TEXT = ("Hello world! The quick brown fox.  Ça va très bien, merci. Grüße aus München, "
-        "Führer-schein. 你好，世界！机器学习。 مرحبا بالعالم. def f(x):\n\treturn x ** 2  # 🙂🚀👍🏽\n\n"
-        "    indented    runs     of spaces\t\ttabs\r\n<s> [INST] not special [/INST] </s> end")
 
 
 def _files():
@@ -73,32 +71,3 @@ def test_roundtrip_and_parity_on_random_text(text):
     ids = tok.encode(text, add_bos=False)
     assert ids == sp.encode(text)
     assert tok.decode(ids) == sp.decode(ids)
-
-
-@pytest.mark.parametrize("name", ["demo", *SOURCES])
-def test_gguf_vocab_tokenizes_in_llamacpp_like_sentencepiece(name, tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
-    import gguf
-
-    sp, md = _load(name)
-    path = str(tmp_path / "vocab.gguf")
-    w = gguf.GGUFWriter(path, "llama")
-    for k, v in (("block_count", 1), ("context_length", 64), ("embedding_length", 64),
-                 ("feed_forward_length", 64), ("head_count", 4)):
-        getattr(w, f"add_{k}")(v)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(md["tokenizer.ggml.tokens"])
-    w.add_token_scores(md["tokenizer.ggml.scores"])
-    w.add_token_types(md["tokenizer.ggml.token_type"])
-    w.add_bos_token_id(md["tokenizer.ggml.bos_token_id"])
-    w.add_eos_token_id(md["tokenizer.ggml.eos_token_id"])
-    w.add_unk_token_id(md["tokenizer.ggml.unknown_token_id"])
-    w.add_tensor("token_embd.weight", np.zeros((len(md["tokenizer.ggml.tokens"]), 64), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    llm = llama_cpp.Llama(path, vocab_only=True, verbose=False)
-    for line in [TEXT, *TEXT.split("\n")]:
-        assert llm.tokenize(line.encode(), add_bos=False, special=False) == sp.encode(line), repr(line)

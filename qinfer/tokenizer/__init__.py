@@ -5,6 +5,7 @@
     text = tok.decode(ids)
 """
 from ..errors import UnsupportedError
+from .bpe import BpeTokenizer
 from .spm import SpmTokenizer
 
 
@@ -12,7 +13,10 @@ def from_gguf(metadata):
     model = metadata.get("tokenizer.ggml.model")
     if model == "llama":
         return SpmTokenizer.from_metadata(metadata)
-    raise UnsupportedError(f"tokenizer model {model!r} is not supported yet (sentencepiece 'llama' is)")
+    if model == "gpt2":
+        return BpeTokenizer.from_metadata(metadata)
+    raise UnsupportedError(f"tokenizer model {model!r} is not supported (sentencepiece 'llama' and "
+                           "byte-level BPE 'gpt2' are)")
 
 
-__all__ = ["from_gguf", "SpmTokenizer"]
+__all__ = ["from_gguf", "BpeTokenizer", "SpmTokenizer"]

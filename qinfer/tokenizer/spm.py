@@ -5,7 +5,7 @@ text fragment, merges of adjacent symbols by highest score (leftmost on ties),
 resegmentation through the recorded merges, and <0xXX> byte fallback."""
 import heapq
 
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+from .special import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, partition, special_tokens
 SPACE = "\u2581"
 
 
@@ -24,10 +24,7 @@ class SpmTokenizer:
         for i, (t, ty) in enumerate(zip(self.tokens, self.types)):
             if ty == BYTE and len(t) == 6 and t.startswith("<0x"):
                 self.byte_ids[int(t[3:5], 16)] = i
-        self._specials = sorted(
-            ((t, i, ty) for i, (t, ty) in enumerate(zip(self.tokens, self.types))
-             if ty in (CONTROL, USER_DEFINED, UNKNOWN) and t),
-            key=lambda e: -len(e[0]))
+        self._specials = special_tokens(self.tokens, self.types)
 
     @classmethod
     def from_metadata(cls, md):
@@ -53,26 +50,6 @@ class SpmTokenizer:
         return self.types[i] in (CONTROL, UNKNOWN)
 
     # ---- encoding ---------------------------------------------------------
-
-    def _partition(self, text, parse_special):
-        """[(str fragment) | (int token id)] with special tokens cut out."""
-        parts = [text]
-        for piece, tid, ty in self._specials:
-            if ty != USER_DEFINED and not parse_special:
-                continue
-            new = []
-            for p in parts:
-                if not isinstance(p, str) or piece not in p:
-                    new.append(p)
-                    continue
-                chunks = p.split(piece)
-                for k, c in enumerate(chunks):
-                    if c:
-                        new.append(c)
-                    if k < len(chunks) - 1:
-                        new.append(tid)
-            parts = new
-        return parts
 
     def _segment(self, text):
         syms = list(text)
@@ -132,7 +109,7 @@ class SpmTokenizer:
     def encode(self, text, add_bos=True, parse_special=False):
         ids = [self.bos_id] if (add_bos and self.add_bos) else []
         prev_special = True
-        for part in self._partition(text, parse_special):
+        for part in partition(text, self._specials, parse_special):
             if isinstance(part, int):
                 ids.append(part)
                 prev_special = True

@@ -1,0 +1,219 @@
+"""The converter's tokenizer metadata (convert/vocab.py) end to end: checkpoints
+whose tokenizer is a real tekken.json or a Hugging Face tokenizer.json convert
+to GGUF files that llama.cpp and qinfer tokenize exactly as the tokenizer's own
+library does (mistral-common, `tokenizers`), with tokenizer_config.json's
+special tokens, add_bos and chat template; other kinds are refused clearly."""
+import glob
+import json
+import os
+import re
+
+import pytest
+from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+import qinfer
+from cli import run_qinfer
+from hf_to_gguf_f32 import tiny_mistral
+from hf_tokenizer_files import hf_gpt2_tokenizer, hf_tekken_tokenizer
+from multilingual import MORE_TEXT, TEXT
+from qinfer.chat_template import render
+from qinfer.convert.api import convert
+from qinfer.convert.sources import Member
+from qinfer.convert.vocab import vocab_metadata
+from qinfer.errors import UnsupportedError
+from qinfer.gguf_file import GGUFFile
+from qinfer.tokenizer import from_gguf
+from tiny_checkpoints import demo_tokenizer_bytes, write_forms
+from vocab_gguf import gguf_metadata, write_vocab_gguf
+
+llama_cpp = pytest.importorskip("llama_cpp")
+
+DATA = os.path.join(os.path.dirname(__import__("mistral_common").__file__), "data")
+TEKKEN = os.path.join(DATA, "tekken_240911.json")
+LINES = [TEXT, MORE_TEXT, *TEXT.split("\n"), *MORE_TEXT.split("\n")]
+SPECIALS = ["<s>", "</s>", "[INST]", "[/INST]"]
+TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST]{{ m['content'] }}"
+            "[/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+
+
+def _member(path):
+    return Member(os.path.basename(path), str(path), 0, os.path.getsize(path))
+
+
+def _llama(path):
+    return llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+
+
+# ---- a raw Mistral tarball with tekken.json ---------------------------------------
+
+@pytest.fixture(scope="module")
+def tekken_gguf(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tekken_ck")
+    oracle = Tekkenizer.from_file(TEKKEN)
+    # the model's embedding covers the vocabulary llama.cpp's converter keeps (131072 rows)
+    model = tiny_mistral(vocab=oracle.n_words, dim=32, n_heads=2, n_kv_heads=1, hidden=64, n_layers=1,
+                         tied=True)
+    with open(TEKKEN, "rb") as f:
+        forms = write_forms(model, str(root), {"tekken.json": f.read()})
+    out = convert(forms["tar"], root / "tekken.gguf", type="F16")
+    return oracle, out
+
+
+def test_tekken_checkpoint_metadata(tekken_gguf):
+    oracle, out = tekken_gguf
+    md = GGUFFile(out).metadata
+    assert md["tokenizer.ggml.model"] == "gpt2" and md["tokenizer.ggml.pre"] == "tekken"
+    assert len(md["tokenizer.ggml.tokens"]) == md["llama.vocab_size"] == oracle.n_words
+    assert len(md["tokenizer.ggml.merges"]) > oracle.n_words - oracle.num_special_tokens - 256
+    assert (md["tokenizer.ggml.bos_token_id"], md["tokenizer.ggml.eos_token_id"],
+            md["tokenizer.ggml.padding_token_id"]) == (oracle.bos_id, oracle.eos_id, oracle.pad_id)
+    assert md["tokenizer.ggml.add_bos_token"] is True and md["tokenizer.ggml.add_eos_token"] is False
+
+
+def test_tekken_checkpoint_tokenizes_like_mistral_common(tekken_gguf):
+    oracle, out = tekken_gguf
+    llm = _llama(out)
+    model = qinfer.load(out, n_ctx=64)
+    for text in LINES:
+        ref = oracle.encode(text, bos=False, eos=False)
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == ref, repr(text)
+        assert model.tokenize(text) == [oracle.bos_id] + ref, repr(text)
+        assert model.detokenize(ref) == text
+    text = "[INST]Bonjour ! 你好[/INST]"
+    ids = [oracle.bos_id, 3, *oracle.encode("Bonjour ! 你好", bos=False, eos=False), 4]
+    assert llm.tokenize(text.encode(), add_bos=True, special=True) == ids
+    assert model.tokenizer.encode(text, add_bos=True, parse_special=True) == ids
+
+
+# ---- Hugging Face folders with tokenizer.json ---------------------------------------
+
+@pytest.fixture(scope="module")
+def hf_tekken_ck(tmp_path_factory):
+    """A tiny HF checkpoint whose tokenizer.json is tekken's first 2996 ranks plus 4
+    special tokens (made by transformers' TikTokenConverter), with a chat template."""
+    root = tmp_path_factory.mktemp("hf_ck")
+    hf_tok = hf_tekken_tokenizer(TEKKEN, 2996, SPECIALS, root)
+    config = {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "add_eos_token": False,
+              "chat_template": TEMPLATE}
+    model = tiny_mistral(vocab=3000)
+    forms = write_forms(model, str(root), {"tokenizer.json": hf_tok.to_str().encode(),
+                                           "tokenizer_config.json": json.dumps(config).encode()})
+    out = convert(forms["hf"], root / "hf.gguf", type="F16")
+    return hf_tok, forms, out
+
+
+def test_hf_tokenizer_json_converts_with_chat_template(hf_tekken_ck):
+    hf_tok, forms, out = hf_tekken_ck
+    md = GGUFFile(out).metadata
+    assert (md["tokenizer.ggml.model"], md["tokenizer.ggml.pre"]) == ("gpt2", "tekken")
+    assert md["tokenizer.chat_template"] == TEMPLATE
+    assert md["tokenizer.ggml.bos_token_id"] == hf_tok.token_to_id("<s>")
+    assert md["tokenizer.ggml.eos_token_id"] == hf_tok.token_to_id("</s>")
+    assert list(md["tokenizer.ggml.token_type"][-4:]) == [3] * 4
+    # the template lands in the runtime's chat prompt
+    model = qinfer.load(out, n_ctx=64)
+    assert render(model.metadata, [{"role": "user", "content": "hi"}]) == "<s>[INST]hi[/INST]"
+
+
+def test_hf_tokenizer_json_ids_equal_tokenizers(hf_tekken_ck):
+    hf_tok, forms, out = hf_tekken_ck
+    llm = _llama(out)
+    tok = qinfer.load(out, n_ctx=64).tokenizer
+    for text in LINES:
+        # `tokenizers` always matches its added tokens, like parse_special
+        ref = hf_tok.encode(text, add_special_tokens=False).ids
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ref, repr(text)
+        assert tok.encode(text, add_bos=False, parse_special=True) == ref, repr(text)
+        assert tok.decode(ref, special=True) == hf_tok.decode(ref, skip_special_tokens=False) == text
+
+
+def test_gpt2_byte_level_tokenizer_json(tmp_path):
+    hf_tok = hf_gpt2_tokenizer(TEKKEN, 2996, SPECIALS, tmp_path)
+    (tmp_path / "tokenizer.json").write_text(hf_tok.to_str(), encoding="utf-8")
+    (tmp_path / "config.json").write_text(json.dumps({"bos_token_id": 2996, "eos_token_id": 2997}))
+    files = {n: _member(tmp_path / n) for n in ("tokenizer.json", "config.json")}
+    v = vocab_metadata(files["tokenizer.json"], 3000, "ck", files)
+    assert (v["pre"], v["bos"], v["eos"]) == ("gpt-2", 2996, 2997)
+    path = write_vocab_gguf(tmp_path / "gpt2.gguf", v)
+    llm, tok = _llama(path), from_gguf(gguf_metadata(path))
+    for text in LINES:
+        ref = hf_tok.encode(text, add_special_tokens=False).ids
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ref, repr(text)
+        assert tok.encode(text, add_bos=False, parse_special=True) == ref, repr(text)
+        assert tok.decode(ref) == text.replace("<s>", "").replace("</s>", "").replace(
+            "[INST]", "").replace("[/INST]", "")
+
+
+def test_unsupported_tokenizer_json_kinds_are_refused(tmp_path, hf_tekken_ck):
+    hf_tok, forms, _ = hf_tekken_ck
+    good = json.loads(hf_tok.to_str())
+    spm_like = {"model": {"type": "BPE", "byte_fallback": True, "vocab": {}, "merges": []},
+                "pre_tokenizer": {"type": "Metaspace"}, "normalizer": None}
+    wordpiece = {"model": {"type": "WordPiece", "vocab": {}}}
+    other_split = json.loads(json.dumps(good))
+    other_split["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\s+|\S+"
+    cases = [(spm_like, "sentencepiece-style tokenizer.json"), (wordpiece, "'WordPiece' is not supported"),
+             (other_split, "pre-tokenizer ['Split', 'ByteLevel'] is not supported")]
+    for k, (data, match) in enumerate(cases):
+        p = tmp_path / f"case{k}"
+        p.mkdir()
+        (p / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+        with pytest.raises(UnsupportedError, match=re.escape(match)):
+            vocab_metadata(_member(p / "tokenizer.json"), 3000, "ck")
+    # the command line says it in one line, exit 1, nothing written
+    bad = tmp_path / "bad_hf"
+    bad.mkdir()
+    for n in os.listdir(forms["hf"]):
+        if n != "tokenizer.json":
+            (bad / n).write_bytes(open(os.path.join(forms["hf"], n), "rb").read())
+    (bad / "tokenizer.json").write_text(json.dumps(spm_like), encoding="utf-8")
+    out = tmp_path / "out.gguf"
+    r = run_qinfer("convert", bad, "-o", out, "-q", "--type", "F16")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "tokenizer.json: sentencepiece-style" in r.stderr and not out.exists()
+
+
+# ---- sentencepiece files through the same entry point --------------------------------
+
+def _spm_files():
+    return {os.path.basename(f): f for f in sorted(glob.glob(os.path.join(DATA, "*.model.v[137]")))
+            + sorted(glob.glob(os.path.join(DATA, "tokenizer.model.v1")))}
+
+
+@pytest.mark.parametrize("name", ["demo", *sorted(_spm_files())])
+def test_sentencepiece_files_tokenize_in_llamacpp_like_sentencepiece(name, tmp_path):
+    import sentencepiece as spm
+
+    if name == "demo":
+        path = tmp_path / "tokenizer.model"
+        path.write_bytes(demo_tokenizer_bytes())
+    else:
+        path = _spm_files()[name]
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    v = vocab_metadata(_member(path), sp.GetPieceSize() + 3, "ck")
+    assert v["model"] == "llama" and v["tokens"][-1] == f"[PAD{sp.GetPieceSize() + 2}]"
+    g = write_vocab_gguf(tmp_path / "spm.gguf", v)
+    llm, tok = _llama(g), from_gguf(gguf_metadata(g))
+    for text in LINES:
+        ref = sp.encode(text)
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == ref, repr(text)
+        assert tok.encode(text, add_bos=False) == ref, repr(text)
+        assert llm.tokenize(text.encode(), add_bos=True, special=False) == tok.encode(text) == [sp.bos_id()] + ref
+
+
+def test_tokenizer_config_beside_a_sentencepiece_model(tmp_path):
+    (tmp_path / "tokenizer.model").write_bytes(demo_tokenizer_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": False, "add_eos_token": True, "add_prefix_space": False, "chat_template": "x",
+         "eos_token": {"content": "</s>"}}))
+    (tmp_path / "chat_template.jinja").write_text(TEMPLATE, encoding="utf-8")
+    files = {n: _member(tmp_path / n) for n in os.listdir(tmp_path)}
+    v = vocab_metadata(files["tokenizer.model"], 3000, "ck", files)
+    assert (v["add_bos"], v["add_eos"], v["add_space_prefix"]) == (False, True, False)
+    assert v["chat_template"] == TEMPLATE and v["tokens"][v["eos"]] == "</s>"
+    g = write_vocab_gguf(tmp_path / "cfg.gguf", v)
+    md = gguf_metadata(g)
+    assert md["tokenizer.ggml.add_bos_token"] is False and md["tokenizer.chat_template"] == TEMPLATE
+    tok = from_gguf(md)
+    assert tok.encode("hello")[-1] == v["eos"] and tok.encode("hello")[0] != v["bos"]
+    assert _llama(g).tokenize(b"hello", add_bos=True, special=False) == tok.encode("hello")
