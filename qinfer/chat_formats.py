@@ -282,15 +282,19 @@ def named_format(template):
     return ChatFormat(*spec) if spec else None
 
 
-def converter_template_name(tokenizer_file, tokenizer_json=None):
+def converter_template_name(tokenizer_file, read_file=None):
     """What llama.cpp's converter writes as tokenizer.chat_template for a Mistral
     download with this tokenizer file (conversion/mistral.py,
     get_community_chat_template): the template name of the tokenizer version,
-    or None where llama.cpp has no name (v2, and tekken versions other than 3 and 7).
-    `tokenizer_json`: the parsed tekken.json, whose config carries the version."""
+    or None where llama.cpp has no name (v2; tekken versions other than v3 and
+    v7, for which it bundles jinja files). `read_file()` -> the file's bytes,
+    needed for tekken.json, whose config carries the version."""
     if tokenizer_file.endswith(".json"):
-        version = str(((tokenizer_json or {}).get("config") or {}).get("version", ""))
-        return {"v3": "mistral-v3-tekken", "v7": "mistral-v7-tekken"}.get(version)
+        try:
+            config = json.loads(read_file()).get("config") or {}
+        except (ValueError, AttributeError):
+            return None   # not a tekken file: the vocabulary reader reports that
+        return {"v3": "mistral-v3-tekken", "v7": "mistral-v7-tekken"}.get(str(config.get("version")))
     suffix = tokenizer_file.rsplit(".", 1)[-1]
     if tokenizer_file == "tokenizer.model" or suffix == "v1":   # a bare tokenizer.model is v1
         return "mistral-v1"

@@ -254,8 +254,8 @@ def test_a_jinja_template_is_rendered_in_a_sandbox():
 def test_converter_template_name_follows_llama_cpp(file, tekken_version, name):
     # llama.cpp's converter (conversion/mistral.py) names v1, v3 and v7 (spm or
     # tekken) and has no name for v2; v11+ get bundled jinja files qinfer does not write.
-    data = {"config": {"version": tekken_version}} if tekken_version else None
-    assert chat_formats.converter_template_name(file, data) == name
+    data = json.dumps({"config": {"version": tekken_version}, "vocab": []}).encode()
+    assert chat_formats.converter_template_name(file, lambda: data) == name
 
 
 def test_missing_control_tokens_and_bad_messages_are_clear_errors():
