@@ -226,7 +226,7 @@ def test_malformed_checkpoints_are_refused(tmp_path):
     _zip_pth(tmp_path / "short_storage.pth", pkl, {"0": storage[:-2]})
     _zip_pth(tmp_path / "no_storage.pth", pkl)
     cases = {"strided.pth": (UnsupportedError, "only contiguous"),
-             "legacy.pth": (FormatError, "not a PyTorch zip checkpoint"),
+             "legacy.pth": (UnsupportedError, "legacy (before 1.6) format"),
              "nested.pth": (FormatError, "'model' is not a named tensor"),
              "list.pth": (FormatError, "holds a list, not a state dict"),
              "deflated.pth": (UnsupportedError, "is compressed"),

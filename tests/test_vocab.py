@@ -21,6 +21,7 @@ from qinfer.convert.api import convert
 from qinfer.convert.sources import Member
 from qinfer.convert.vocab import vocab_metadata
 from qinfer.errors import UnsupportedError
+from qinfer.generation import GenerationStats
 from qinfer.gguf_file import GGUFFile
 from qinfer.tokenizer import from_gguf
 from tiny_checkpoints import demo_tokenizer_bytes, write_forms
@@ -83,6 +84,18 @@ def test_tekken_checkpoint_tokenizes_like_mistral_common(tekken_gguf):
     ids = [oracle.bos_id, 3, *oracle.encode("Bonjour ! 你好", bos=False, eos=False), 4]
     assert llm.tokenize(text.encode(), add_bos=True, special=True) == ids
     assert model.tokenizer.encode(text, add_bos=True, parse_special=True) == ids
+
+
+def test_tekken_model_streams_what_its_ids_decode_to(tekken_gguf):
+    oracle, out = tekken_gguf
+    model = qinfer.load(out, n_ctx=64)
+    stats = GenerationStats()
+    pieces = list(model.generate("Grüße, 你好", max_tokens=24, temperature=1.0, top_k=0, top_p=1.0,
+                                 min_p=0.0, seed=7, stop=(), stats=stats))
+    assert stats.prompt_tokens == 1 + len(oracle.encode("Grüße, 你好", bos=False, eos=False))
+    ids = [i for i in stats.completion_ids if i != oracle.eos_id]
+    # streamed pieces put together are the full decode of the generated ids
+    assert "".join(pieces) == model.detokenize(ids) == oracle.decode(ids)
 
 
 # ---- Hugging Face folders with tokenizer.json ---------------------------------------

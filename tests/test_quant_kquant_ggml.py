@@ -1,4 +1,4 @@
-"""quantizer="ggml" writes llama.cpp's bytes for Q2_K / Q3_K / Q6_K.
+"""quantizer="ggml" writes llama.cpp's bytes for every K-quant (Q2_K..Q6_K).
 
 The oracle is llama.cpp itself (through llama-cpp-python, tests/support/
 llamacpp_quant.py): without an importance matrix it runs the reference
@@ -13,7 +13,7 @@ from backends import available
 from qinfer import quants
 
 
-TYPES = ["Q2_K", "Q3_K", "Q6_K"]
+TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 # at least 2 rows: llama.cpp leaves 1-row tensors unquantized
 SHAPES = [(3, 256), (2, 4096), (2, 14336)]
 

@@ -1,4 +1,4 @@
-"""Q2_K / Q3_K / Q6_K quantizers on awkward inputs: all-zero and constant
+"""K-quant (Q2_K..Q6_K) quantizers on awkward inputs: all-zero and constant
 blocks, one-sign blocks, huge and tiny magnitudes, subnormals, a single spike,
 sparse importance matrices.
 
@@ -15,7 +15,7 @@ from backends import available
 from qinfer import quants
 from qinfer.errors import UnsupportedError
 
-TYPES = ["Q2_K", "Q3_K", "Q6_K"]
+TYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 OTHERS = [b for b in available() if b != "numpy"]
 
 

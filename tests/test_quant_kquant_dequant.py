@@ -1,4 +1,4 @@
-"""Q2_K / Q3_K / Q6_K decoding equals gguf-py's dequantize bit for bit, on every backend.
+"""K-quant (Q2_K..Q6_K) decoding equals gguf-py's dequantize bit for bit, on every backend.
 
 Blocks are random bytes (every code, sub-scale and sign pattern occurs) with
 the fp16 super-scales drawn separately: ordinary, extreme (near 65504),
@@ -17,7 +17,7 @@ from backends import available
 from qinfer import quants
 
 # offsets of the fp16 super-scale fields in each block
-HALF_FIELDS = {"Q2_K": (80, 82), "Q3_K": (108,), "Q6_K": (208,)}
+HALF_FIELDS = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
 finite_half = st.one_of(
     st.integers(0, 0x7BFF),                      # any finite non-negative half
