@@ -36,6 +36,8 @@ STORAGES = {"BFloat16Storage": "BF16", "HalfStorage": "F16", "FloatStorage": "F3
 # a larger one is not a state dict and is refused before it is read into memory.
 MAX_PICKLE = 64 << 20
 _LOCAL_HEADER = struct.Struct("<4s22xHH")   # signature ... name length, extra length
+# torch's legacy format starts by pickling this magic number (protocol 2, LONG1).
+_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 class _Window(io.RawIOBase):
@@ -114,6 +116,11 @@ class _Global:
         raise FormatError(f"pickle tries to set the state of {self.qualname}")
 
 
+def _printable(text):
+    """`text` for a one-line message: control characters of a damaged file escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _int(v, what):
     # bool is an int subclass; a pickle that says True for a size is not a state dict.
     if type(v) is not int:
@@ -184,7 +191,8 @@ class _StateDictUnpickler(pickle.Unpickler):
         try:
             return ALLOWED[(module, name)]
         except KeyError:
-            raise FormatError(f"refuses to unpickle {module}.{name}: only tensors are allowed") from None
+            raise FormatError(f"refuses to unpickle {_printable(module)}.{_printable(name)}: "
+                              "only tensors are allowed") from None
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
@@ -193,32 +201,35 @@ class _StateDictUnpickler(pickle.Unpickler):
         return self._storage(pid[1].dtype, pid[2], _int(pid[4], "a storage size"))
 
 
-def _member_data(zf, window, info, label):
+def _member_data(window, info):
     """Offset of a stored member's bytes inside the window, from its local header."""
     if info.compress_type != zipfile.ZIP_STORED:
-        raise UnsupportedError(f"{label}: member {info.filename} is compressed; tensors must be "
+        raise UnsupportedError(f"member {_printable(info.filename)} is compressed; tensors must be "
                                "stored uncompressed (as torch.save writes them) to be memory-mapped")
     if info.compress_size != info.file_size:
-        raise FormatError(f"{label}: member {info.filename} has inconsistent sizes")
+        raise FormatError(f"member {_printable(info.filename)} has inconsistent sizes")
     window.seek(info.header_offset)
     raw = window.read(_LOCAL_HEADER.size)
     if len(raw) != _LOCAL_HEADER.size or raw[:4] != b"PK\x03\x04":
-        raise FormatError(f"{label}: member {info.filename} has no local header where the "
+        raise FormatError(f"member {_printable(info.filename)} has no local header where the "
                           "central directory says")
     _, name_len, extra_len = _LOCAL_HEADER.unpack(raw)
     start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
     if start + info.file_size > window.size:
-        raise FormatError(f"{label}: member {info.filename} runs past the end of the file")
+        raise FormatError(f"member {_printable(info.filename)} runs past the end of the file")
     return start
 
 
 def _open_zip(window, label):
+    if window.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC:
+        raise UnsupportedError(f"{label}: written in torch's legacy (before 1.6) format, which is not "
+                               "supported; re-save it with a current torch")
+    window.seek(0)
     try:
         return zipfile.ZipFile(window)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
             OverflowError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{label}: not a PyTorch zip checkpoint ({exc}); legacy torch.save files "
-                          "are not supported") from None
+        raise FormatError(f"{label}: not a PyTorch zip checkpoint ({_printable(str(exc))})") from None
 
 
 def _records(zf, label):
@@ -239,7 +250,8 @@ def _read_record(zf, info, label, limit):
     except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, struct.error,
             OverflowError, NotImplementedError, RuntimeError) as exc:
         # CRC mismatch, bad local header, damaged compressed stream, unknown method, encryption
-        raise FormatError(f"{label}: cannot read {info.filename} ({exc})") from None
+        raise FormatError(f"{label}: cannot read {_printable(info.filename)} "
+                          f"({_printable(str(exc))})") from None
 
 
 def read_pth(path, base=0, size=None, label=None):
@@ -266,26 +278,27 @@ def read_pth(path, base=0, size=None, label=None):
             if got is None:
                 info = records.get(f"data/{key}")
                 if info is None:
-                    raise FormatError(f"{label}: storage {key!r} has no data/{key} member")
+                    raise FormatError(f"storage {key!r} has no data/{_printable(key)} member")
                 if numel < 0 or numel * np.dtype(DTYPES[dtype]).itemsize > info.file_size:
-                    raise FormatError(f"{label}: storage {key!r} claims {numel} {dtype} elements, more "
+                    raise FormatError(f"storage {key!r} claims {numel} {dtype} elements, more "
                                       f"than its {info.file_size}-byte member holds")
-                got = storages[key] = _Storage(dtype, key, base + _member_data(zf, window, info, label), numel)
+                got = storages[key] = _Storage(dtype, key, base + _member_data(window, info), numel)
             elif got.dtype != dtype:
-                raise FormatError(f"{label}: storage {key!r} is used as both {got.dtype} and {dtype}")
+                raise FormatError(f"storage {key!r} is used as both {got.dtype} and {dtype}")
             return got
 
         try:
             obj = _StateDictUnpickler(data, storage).load()
         except FormatError as exc:
-            raise FormatError(f"{label}: {exc}") from None
+            raise FormatError(f"{label}: {_printable(str(exc))}") from None
         except UnsupportedError as exc:
-            raise UnsupportedError(f"{label}: {exc}") from None
+            raise UnsupportedError(f"{label}: {_printable(str(exc))}") from None
         except Exception as exc:
             # A damaged pickle fails inside the unpickler with whatever it tripped on
             # (UnpicklingError, EOFError, KeyError, TypeError, MemoryError ...); all
             # mean the same to the user: data.pkl is not a valid state dict.
-            raise FormatError(f"{label}: corrupt data.pkl ({type(exc).__name__}: {exc})"[:300]) from None
+            raise FormatError(f"{label}: corrupt data.pkl ({type(exc).__name__}: "
+                              f"{_printable(str(exc))[:200]})") from None
     if not isinstance(obj, dict):
         raise FormatError(f"{label}: holds a {type(obj).__name__}, not a state dict of tensors")
     out = {}

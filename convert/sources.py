@@ -88,7 +88,7 @@ def open_checkpoint(src):
                 for ti in tf:
                     if ti.isfile():
                         if ti.offset_data + ti.size > size:
-                            raise FormatError(f"{src}: tar is truncated inside {ti.name}")
+                            raise FormatError(f"{src}: tar is truncated inside {ti.name!r}")
                         base = os.path.basename(ti.name)
                         files[base] = Member(base, src, ti.offset_data, ti.size)
         except tarfile.TarError as exc:
