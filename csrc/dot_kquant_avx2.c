@@ -165,11 +165,19 @@ QI_TARGET_AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* An empty asm that claims to modify v: GCC can no longer reassociate the
+ * running int32 sums into a tree of all 8*NA products, which (seen in the
+ * generated code for NA = 4) keeps ~30 vectors alive and spills them. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void keep_in_register(__m256i *v) {
+    __asm__("" : "+x"(*v));
+}
+
 /* Offset factor equal to d: offsets folded into the integer sum. */
 static inline int offsets_in_int(int ty) { return ty == 11 || ty == 14; }
 
-/* s[t] for NA activation rows; ty and NA are constants after inlining, so the
- * loops over chunks and rows unroll and the accumulators live in registers. */
+/* s[t] for NA activation rows; ty and NA are constants after inlining, and the
+ * chunk loop is unrolled explicitly (GCC keeps it rolled for NA = 4 otherwise,
+ * with variable shifts and branches), so the accumulators live in registers. */
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty, int NA, int64_t nb, const uint8_t *w,
                                                                          const uint8_t *a, size_t as, float *s) {
     __m256 acc[QI_TILE];
@@ -183,6 +191,7 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty,
         scales_avx2(ty, b, &st);
         __m256i isum[QI_TILE];
         for (int t = 0; t < NA; t++) isum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int k = 0; k < 8; k++) {
             const __m256i u = chunk_codes(ty, b, k);
             const __m256i scale = chunk_scale(ty, &st, k);
@@ -190,6 +199,7 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty,
                 const uint8_t *q = a + t * as + i * QI_Q8K_BYTES + QI_Q8K_QS;
                 const __m256i p = _mm256_maddubs_epi16(u, load32(q + 32 * k));
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scale));
+                keep_in_register(&isum[t]);
             }
         }
         const float dw = _cvtsh_ss(qi_load_u16(b + d_at));
