@@ -4,41 +4,48 @@ Quantized weights: the activations are quantized once per call exactly like
 the native core (csrc/act_quant.c: per 32 values for the 32-element formats,
 per 256 with 16-value sums for the K-quants, q = round_half_even(x*127/amax)),
 then every output row is an integer dot product per block with a float scale
-per block; rows run in parallel (prange). The K-quant kernels live in
-matmul_kquant.py. F16/BF16 weights go through a 64K-entry conversion table
-in a jitted dot product; F32 weights use numpy's BLAS a slab of rows at a time
-(float32 accumulation).
+per block, in the same float formula as the C kernels; rows run in parallel
+(prange). The K-quant kernels live in matmul_kquant.py. F16/BF16 weights are
+converted to float32 a slab at a time in registers (no table) and dotted with
+fastmath; F32 weights use numpy's BLAS a slab of rows at a time.
+
+How the kernels are written so that LLVM vectorises them (benches/README.md,
+"Numba backend", has the measurements):
+- The weights are one flat read-only byte array plus a row stride (also for a
+  memory-mapped slice with padded rows), indexed with unsigned integers:
+  signed indices make Numba emit a negative-index wraparound test per load.
+- Integer sums are cast back to int32 after every step (Numba widens integer
+  arithmetic to int64, which halves the vector width); int8 x int16 products
+  then become vpmaddwd.
+- The length of each inner loop over a block's codes (16 or 32) is a run-time
+  argument `lane`, not a literal: with a literal, LLVM fully unrolls the loop
+  first and is left with scalar code; with an unknown count the loop
+  vectoriser handles it (one vector iteration for the real count).
 """
 import numba
 import numpy as np
 from numba import njit, prange
 
 from . import matmul_kquant
+from .matmul_kquant import bit_set, f16_at, i32, mac
 
 F32 = np.float32
+U = np.uintp
 SLAB_BYTES = 4 << 20
-# f16 / bf16 bit patterns -> float32 (exact); a table lookup replaces the
-# branchy bit manipulation in the inner loops (numba freezes global arrays
-# into the compiled code).
-F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
-BF16_TABLE = (np.arange(1 << 16, dtype=np.uint32) << 16).view(np.float32)
+CHUNK = 256          # F16/BF16: floats converted per slab (stays in L1)
+BIT = np.uint32(1) << np.arange(32, dtype=np.uint32)   # Q5 high-bit masks (no variable shifts)
 
 
-@njit(cache=True, inline="always")
-def f16_at(w, r, o):
-    return F16_TABLE[np.int64(w[r, o]) | (np.int64(w[r, o + 1]) << 8)]
+def flat_rows(w):
+    """(flat read-only uint8 view spanning the rows of w, row stride in bytes).
 
-
-@njit(cache=True, parallel=True, fastmath=True)
-def _mm_half(w16, x, out, table):
-    """F16 / BF16 weights (uint16 [n_out, n_in]) through a conversion table.
-    fastmath lets LLVM reorder (vectorise) the float sum, as the SIMD kernels do."""
-    for r in prange(w16.shape[0]):
-        for t in range(x.shape[0]):
-            acc = F32(0.0)
-            for i in range(x.shape[1]):
-                acc += table[w16[r, i]] * x[t, i]
-            out[t, r] = acc
+    One array type for every caller (plain, memmap, padded slice, writable or
+    not), so each kernel is compiled for a single signature."""
+    n_out, row = w.shape
+    stride = w.strides[0] if n_out > 1 else row
+    span = (n_out - 1) * stride + row
+    flat = np.lib.stride_tricks.as_strided(w, shape=(span,), strides=(1,), writeable=False)
+    return flat, stride
 
 
 @njit(cache=True, parallel=True)  # no fastmath: must round exactly like csrc/act_quant.c
@@ -64,75 +71,130 @@ def quantize_act(x, block, q, d, s):
                 s[t, g] = acc
 
 
+# ---- F16 / BF16 ---------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _half_to_f32(h, bf16):
+    """float32 of f16 / bf16 bits h (uint32), exact and branch-free (vectorisable).
+    f16: the 15 magnitude bits moved to float32's exponent/mantissa position
+    give the value * 2**-112 (subnormals included) and an exact multiply by
+    2**112 rescales it; exponent 31 (inf/NaN) is forced to float32's 255."""
+    if bf16:
+        return np.uint32(h << 16).view(np.float32)
+    inf_nan = (((h & 0x7C00) + 0x400) >> 15) & 1          # exponent 31, without a branch
+    bits = ((h & 0x8000) << 16) | ((h & 0x7FFF) << 13) | (inf_nan * 0x7F800000)
+    return np.uint32(bits).view(np.float32) * F32(5.192296858534828e33)
+
+
+@njit(cache=True, parallel=True)
+def _mm_half(w, stride, x, out, bf16, n_job):
+    """F16 / BF16 weights: each CHUNK of a row is converted into a float32
+    scratch, then dotted with every token by _dot_f32 (fastmath). The store in
+    between keeps the exact 2**112 rescaling out of fastmath's reach. Rows are
+    split into n_job contiguous runs so each run allocates its scratch once."""
+    n_tok, n_in = x.shape
+    n_out = out.shape[1]
+    for job in prange(n_job):
+        buf = np.empty(CHUNK, np.float32)
+        acc = np.empty(n_tok, np.float32)
+        for r in range(job * n_out // n_job, (job + 1) * n_out // n_job):
+            acc[:] = 0
+            for c0 in range(0, n_in, CHUNK):
+                n = min(CHUNK, n_in - c0)
+                o = r * stride + c0
+                for i in range(n):
+                    buf[U(i)] = _half_to_f32(np.uint32(w[U(o + i)]), bf16)
+                for t in range(n_tok):
+                    acc[t] += _dot_f32(buf, x[t], c0, n)
+            for t in range(n_tok):
+                out[t, r] = acc[t]
+
+
+@njit(cache=True, fastmath=True)
+def _dot_f32(a, x, x0, n):
+    s = F32(0.0)
+    for i in range(n):
+        s += a[U(i)] * x[U(x0 + i)]
+    return s
+
+
 # ---- 32-element formats ---------------------------------------------------------
 # Block layouts (REFERENCE.md §1); weight = dw*u + cw with u the unsigned code
 # (Q4_0: cw = -8*dw, Q5_0: -16*dw, Q4_1/Q5_1: cw = m), so a block's dot product
-# is dw*da*sum(u*q) + cw*da*sum(q).
+# is dw*da*sum(u*q) + cw*da*sum(q), as in csrc/dot_legacy.c.
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _mm_q4(w, q, d, s16, out, with_min):
+def _mm_q4(w, stride, q, d, s16, out, with_min, lane):
     n_tok, n_in = q.shape
     bb = 20 if with_min else 18
     qs0 = 4 if with_min else 2
-    for r in prange(w.shape[0]):
+    for r in prange(out.shape[1]):
         for t in range(n_tok):
+            qt = q[t]
             acc = F32(0.0)
             for b in range(n_in // 32):
-                o = b * bb
-                dw = f16_at(w, r, o)
-                cw = f16_at(w, r, o + 2) if with_min else F32(-8.0) * dw
-                isum = 0
-                for j in range(16):
-                    c = np.int32(w[r, o + qs0 + j])
-                    isum += (c & 15) * np.int32(q[t, 32 * b + j]) + (c >> 4) * np.int32(q[t, 32 * b + 16 + j])
+                o = r * stride + b * bb
+                dw = f16_at(w, o)
+                cw = f16_at(w, o + 2) if with_min else F32(-8.0) * dw
+                s_lo = s_hi = i32(0)
+                for j in range(lane):
+                    c = w[U(o + qs0 + j)]
+                    s_lo = mac(s_lo, c & 15, qt[U(32 * b + j)])
+                    s_hi = mac(s_hi, c >> 4, qt[U(32 * b + 16 + j)])
+                isum = s_lo + s_hi
                 da = d[t, b]
                 acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
             out[t, r] = acc
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _mm_q5(w, q, d, s16, out, with_min):
+def _mm_q5(w, stride, q, d, s16, out, with_min, lane):
     n_tok, n_in = q.shape
     bb = 24 if with_min else 22
     qh0 = 4 if with_min else 2
-    for r in prange(w.shape[0]):
+    for r in prange(out.shape[1]):
         for t in range(n_tok):
+            qt = q[t]
             acc = F32(0.0)
             for b in range(n_in // 32):
-                o = b * bb
-                dw = f16_at(w, r, o)
-                cw = f16_at(w, r, o + 2) if with_min else F32(-16.0) * dw
-                qh = (np.uint32(w[r, o + qh0]) | (np.uint32(w[r, o + qh0 + 1]) << 8) |
-                      (np.uint32(w[r, o + qh0 + 2]) << 16) | (np.uint32(w[r, o + qh0 + 3]) << 24))
-                isum = 0
-                for j in range(16):
-                    c = np.int32(w[r, o + qh0 + 4 + j])
-                    lo = (c & 15) | np.int32(((qh >> j) & 1) << 4)
-                    hi = (c >> 4) | np.int32(((qh >> (j + 16)) & 1) << 4)
-                    isum += lo * np.int32(q[t, 32 * b + j]) + hi * np.int32(q[t, 32 * b + 16 + j])
+                o = r * stride + b * bb
+                dw = f16_at(w, o)
+                cw = f16_at(w, o + 2) if with_min else F32(-16.0) * dw
+                qh = (np.uint32(w[U(o + qh0)]) | (np.uint32(w[U(o + qh0 + 1)]) << 8) |
+                      (np.uint32(w[U(o + qh0 + 2)]) << 16) | (np.uint32(w[U(o + qh0 + 3)]) << 24))
+                s_lo = s_hi = i32(0)
+                for j in range(lane):
+                    c = w[U(o + qh0 + 4 + j)]
+                    s_lo = mac(s_lo, (c & 15) | (bit_set(qh, BIT[U(j)]) << 4), qt[U(32 * b + j)])
+                    s_hi = mac(s_hi, (c >> 4) | (bit_set(qh, BIT[U(j + 16)]) << 4), qt[U(32 * b + 16 + j)])
+                isum = s_lo + s_hi
                 da = d[t, b]
                 acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
             out[t, r] = acc
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _mm_q8_0(w, q, d, out):
+def _mm_q8_0(w, stride, q, d, out, lane):
     n_tok, n_in = q.shape
-    for r in prange(w.shape[0]):
+    wi = w.view(np.int8)
+    for r in prange(out.shape[1]):
         for t in range(n_tok):
+            qt = q[t]
             acc = F32(0.0)
             for b in range(n_in // 32):
-                o = b * 34
-                isum = 0
-                for j in range(32):
-                    isum += np.int32(np.int8(w[r, o + 2 + j])) * np.int32(q[t, 32 * b + j])
-                acc += f16_at(w, r, o) * d[t, b] * F32(isum)
+                o = r * stride + b * 34
+                isum = i32(0)
+                for j in range(2 * lane):
+                    isum = mac(isum, wi[U(o + 2 + j)], qt[U(32 * b + j)])
+                acc += f16_at(w, o) * d[t, b] * F32(isum)
             out[t, r] = acc
 
 
-def _float_rows(qt, w):
-    """F32 weight rows (a slab) as float32."""
-    return w.view(np.float32)
+def _set_threads(n_threads):
+    old = numba.get_num_threads()
+    if n_threads:
+        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    return old
 
 
 def matmul(qt, w, x, out, n_threads=None):
@@ -143,34 +205,35 @@ def matmul(qt, w, x, out, n_threads=None):
         return out
     if isinstance(w, np.memmap):
         w = w.view(np.ndarray)   # same memory; numba types plain arrays only
-    if qt.name in ("F16", "BF16"):
-        _mm_half(w.view(np.uint16), x, out, F16_TABLE if qt.name == "F16" else BF16_TABLE)
-        return out
-    if qt.block_size == 1:
+    if qt.block_size == 1 and qt.name not in ("F16", "BF16"):
         slab = max(1, SLAB_BYTES // max(1, w.shape[1]))
         for r0 in range(0, n_out, slab):
             r1 = min(n_out, r0 + slab)
-            out[:, r0:r1] = x @ _float_rows(qt, w[r0:r1]).T
+            out[:, r0:r1] = x @ w[r0:r1].view(np.float32).T
         return out
-    old = numba.get_num_threads()
-    if n_threads:
-        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    lane = 16   # the inner loop length, a run-time value (module doc)
+    old = _set_threads(n_threads)
     try:
+        flat, stride = flat_rows(w)
+        if qt.name in ("F16", "BF16"):
+            # uint16 elements (rows of 2*n_in bytes, so the stride is even)
+            _mm_half(flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16",
+                     min(n_out, 4 * numba.get_num_threads()))
+            return out
         block = 256 if qt.block_size == 256 else 32
         q = np.empty((n_tok, n_in), dtype=np.int8)
         d = np.empty((n_tok, n_in // block), dtype=np.float32)
         s16 = np.empty((n_tok, n_in // 16), dtype=np.int32)
         quantize_act(x, block, q, d, s16)
-        res = out
         name = qt.name
         if name in ("Q4_0", "Q4_1"):
-            _mm_q4(w, q, d, s16, res, name == "Q4_1")
+            _mm_q4(flat, stride, q, d, s16, out, name == "Q4_1", lane)
         elif name in ("Q5_0", "Q5_1"):
-            _mm_q5(w, q, d, s16, res, name == "Q5_1")
+            _mm_q5(flat, stride, q, d, s16, out, name == "Q5_1", lane)
         elif name == "Q8_0":
-            _mm_q8_0(w, q, d, res)
+            _mm_q8_0(flat, stride, q, d, out, lane)
         else:
-            matmul_kquant.matmul(qt.ggml_id, w, q, d, s16, res)
+            matmul_kquant.matmul(qt.ggml_id, flat, stride, q, d, s16, out, lane)
     finally:
         numba.set_num_threads(old)
     return out

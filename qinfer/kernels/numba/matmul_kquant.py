@@ -4,148 +4,232 @@ Same decomposition as csrc/dot_kquant.c: per 16-weight group j of a
 super-block, weight = dw*sc[j]*u - dmw*mn[j] with an unsigned code u, so
     dot = da * (dw * sum_j sc[j]*sum16(u*q) - dmw * sum_j mn[j]*bsum[j])
 with integer inner sums. Layouts: REFERENCE.md §1. Rows run in parallel.
+
+The weights arrive as one flat byte array with a row stride, indices are
+unsigned and the innermost loops over a group's codes run `lane` (16, passed
+at run time) or 2*lane times so that LLVM vectorises them (see matmul.py's
+module doc for why each of these matters).
 """
 import numpy as np
 from numba import njit, prange
 
 F32 = np.float32
+U = np.uintp
 F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 @njit(cache=True, inline="always")
-def _f16(w, r, o):
-    return F16_TABLE[np.int64(w[r, o]) | (np.int64(w[r, o + 1]) << 8)]
+def i32(v):
+    """Back to int32: Numba widens integer arithmetic to int64, LLVM then narrows it again."""
+    return np.int32(v)
 
+
+@njit(cache=True, inline="always")
+def f16_at(w, o):
+    """The f16 at byte o of the flat weights, as float32 (table: once per block, not vectorised)."""
+    return F16_TABLE[np.uint32(w[U(o)]) | (np.uint32(w[U(o + 1)]) << 8)]
+
+
+@njit(cache=True, inline="always")
+def mac(acc, code, qv):
+    """acc + code*qv in int32 (int16 operands: the pattern LLVM turns into vpmaddwd)."""
+    return i32(acc + i32(np.int16(code) * np.int16(qv)))
+
+
+@njit(cache=True, inline="always")
+def bit_set(byte, mask):
+    """1 if byte & mask else 0: a mask test instead of a variable shift, which
+    LLVM would vectorise in 64-bit lanes."""
+    return 1 if (byte & mask) != 0 else 0
+
+
+# The 2-bit formats: a 128-element half h of a super-block keeps its codes in
+# 32 bytes (shift 2k selects elements 32k..32k+31), 16 bytes per 16-group j =
+# 8h + 2k + jj. Q3_K adds bit 4h+k of hmask byte 16jj+l as bit 2 of the code.
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _mm_q2_k(w, q, d, s16, out):
+def _mm_q23_k(w, stride, q, d, s16, out, three, lane):
     n_tok, n_in = q.shape
-    for r in prange(w.shape[0]):
+    bb = 110 if three else 84
+    qs0 = 32 if three else 16
+    for r in prange(out.shape[1]):
         for t in range(n_tok):
+            qt = q[t]
             acc = F32(0.0)
             for b in range(n_in // 256):
-                o = b * 84
-                sumi = 0
-                summ = 0
-                for j in range(16):
-                    sc = np.int32(w[r, o + j])
-                    base = o + 16 + 32 * (j // 8) + 16 * (j % 2)
-                    shift = 2 * ((j % 8) // 2)
-                    g = 0
-                    for l in range(16):
-                        g += ((np.int32(w[r, base + l]) >> shift) & 3) * np.int32(q[t, 256 * b + 16 * j + l])
-                    sumi += (sc & 15) * g
-                    summ += (sc >> 4) * s16[t, 16 * b + j]
-                acc += d[t, b] * (_f16(w, r, o + 80) * F32(sumi) - _f16(w, r, o + 82) * F32(summ))
+                o = r * stride + b * bb
+                sumi = i32(0)
+                summ = i32(0)
+                for h in range(2):
+                    m0, m1, m2, m3 = 1 << (4 * h), 2 << (4 * h), 4 << (4 * h), 8 << (4 * h)
+                    for jj in range(2):
+                        base = o + qs0 + 32 * h + 16 * jj
+                        e0 = 256 * b + 128 * h + 16 * jj
+                        g0 = g1 = g2 = g3 = i32(0)
+                        if three:
+                            for l in range(lane):
+                                c = w[U(base + l)]
+                                hb = w[U(o + 16 * jj + l)]
+                                g0 = mac(g0, (c & 3) | (bit_set(hb, m0) << 2), qt[U(e0 + l)])
+                                g1 = mac(g1, ((c >> 2) & 3) | (bit_set(hb, m1) << 2), qt[U(e0 + 32 + l)])
+                                g2 = mac(g2, ((c >> 4) & 3) | (bit_set(hb, m2) << 2), qt[U(e0 + 64 + l)])
+                                g3 = mac(g3, (c >> 6) | (bit_set(hb, m3) << 2), qt[U(e0 + 96 + l)])
+                        else:
+                            for l in range(lane):
+                                c = w[U(base + l)]
+                                g0 = mac(g0, c & 3, qt[U(e0 + l)])
+                                g1 = mac(g1, (c >> 2) & 3, qt[U(e0 + 32 + l)])
+                                g2 = mac(g2, (c >> 4) & 3, qt[U(e0 + 64 + l)])
+                                g3 = mac(g3, c >> 6, qt[U(e0 + 96 + l)])
+                        for k in range(4):
+                            j = 8 * h + 2 * k + jj
+                            g = g0 if k == 0 else g1 if k == 1 else g2 if k == 2 else g3
+                            if three:
+                                sc = _q3_scale(w, o, j)
+                                sumi = i32(sumi + sc * g)
+                                summ = i32(summ + 4 * sc * s16[t, 16 * b + j])
+                            else:
+                                sc = np.int32(w[U(o + j)])
+                                sumi = i32(sumi + (sc & 15) * g)
+                                summ = i32(summ + (sc >> 4) * s16[t, 16 * b + j])
+                if three:
+                    acc += d[t, b] * f16_at(w, o + 108) * F32(sumi - summ)
+                else:
+                    acc += d[t, b] * (f16_at(w, o + 80) * F32(sumi) - f16_at(w, o + 82) * F32(summ))
             out[t, r] = acc
 
 
 @njit(cache=True, inline="always")
-def _q3_scale(w, r, o, j):
+def _q3_scale(w, o, j):
     """Signed 6-bit scale of group j (Q3_K, scales at o + 96)."""
     s = o + 96
-    low = (np.int32(w[r, s + j]) & 15) if j < 8 else (np.int32(w[r, s + j - 8]) >> 4)
-    high = (np.int32(w[r, s + 8 + j % 4]) >> (2 * (j // 4))) & 3
+    low = (np.int32(w[U(s + j)]) & 15) if j < 8 else (np.int32(w[U(s + j - 8)]) >> 4)
+    high = (np.int32(w[U(s + 8 + j % 4)]) >> (2 * (j // 4))) & 3
     return (low | (high << 4)) - 32
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _mm_q3_k(w, q, d, s16, out):
-    n_tok, n_in = q.shape
-    for r in prange(w.shape[0]):
-        for t in range(n_tok):
-            acc = F32(0.0)
-            for b in range(n_in // 256):
-                o = b * 110
-                sumi = 0
-                summ = 0
-                for j in range(16):
-                    sc = _q3_scale(w, r, o, j)
-                    base = o + 32 + 32 * (j // 8) + 16 * (j % 2)
-                    shift = 2 * ((j % 8) // 2)
-                    hbit = j // 2          # element e = 16j + l: hmask bit e // 32
-                    g = 0
-                    for l in range(16):
-                        e32 = 16 * (j % 2) + l
-                        c = ((np.int32(w[r, base + l]) >> shift) & 3) | (((np.int32(w[r, o + e32]) >> hbit) & 1) << 2)
-                        g += c * np.int32(q[t, 256 * b + 16 * j + l])
-                    sumi += sc * g
-                    summ += 4 * sc * s16[t, 16 * b + j]
-                acc += d[t, b] * _f16(w, r, o + 108) * F32(sumi - summ)
-            out[t, r] = acc
-
-
 @njit(cache=True, inline="always")
-def _scale_min_k4(w, r, s, g):
+def _scale_min_k4(w, s, g):
     """6-bit scale and min of 32-group g (Q4_K/Q5_K scales at byte s)."""
     if g < 4:
-        return np.int32(w[r, s + g]) & 63, np.int32(w[r, s + g + 4]) & 63
-    sc = (np.int32(w[r, s + g + 4]) & 15) | ((np.int32(w[r, s + g - 4]) >> 6) << 4)
-    m = (np.int32(w[r, s + g + 4]) >> 4) | ((np.int32(w[r, s + g]) >> 6) << 4)
+        return np.int32(w[U(s + g)]) & 63, np.int32(w[U(s + g + 4)]) & 63
+    sc = (np.int32(w[U(s + g + 4)]) & 15) | ((np.int32(w[U(s + g - 4)]) >> 6) << 4)
+    m = (np.int32(w[U(s + g + 4)]) >> 4) | ((np.int32(w[U(s + g)]) >> 6) << 4)
     return sc, m
 
 
+# Q4_K/Q5_K: 32-group pair p (groups 2p, 2p+1) shares the 32 code bytes at
+# qs + 32p (low and high nibble); Q5_K's fifth bit of element 32g+l is bit g
+# of qh byte l. One loop over l covers all eight groups with each code
+# multiplied by its 6-bit group scale first (sc*u <= 63*31 fits int16), so the
+# super-block needs a single integer reduction.
+
+@njit(cache=True, inline="always")
+def _k4_code(w, qs, qh, l, p, hi, five):
+    """Code of element 64p + 32hi + l. Every step is truncated back to uint8:
+    Numba computes in int64, and without the truncations LLVM vectorises the
+    bit fiddling in 64-bit lanes (4 per register instead of 16-32)."""
+    c = w[U(qs + 32 * p + l)]
+    u = np.uint8(c >> 4) if hi else np.uint8(c & 15)
+    if five:
+        u = np.uint8(u | np.uint8(np.uint8(np.uint8(w[U(qh + l)] >> (2 * p + hi)) & 1) << 4))
+    return u
+
+
 @njit(cache=True, parallel=True, fastmath=True)
-def _mm_q45_k(w, q, d, s16, out, five):
+def _mm_q45_k(w, stride, q, d, s16, out, five, lane):
     n_tok, n_in = q.shape
     bb = 176 if five else 144
     qs0 = 48 if five else 16
-    for r in prange(w.shape[0]):
+    for r in prange(out.shape[1]):
         for t in range(n_tok):
+            qt = q[t]
             acc = F32(0.0)
             for b in range(n_in // 256):
-                o = b * bb
-                sumi = 0
-                summ = 0
-                for g in range(8):
-                    sc, m = _scale_min_k4(w, r, o + 4, g)
-                    base = o + qs0 + 32 * (g // 2)
-                    shift = 4 * (g % 2)
-                    acc_g = 0
-                    for l in range(32):
-                        c = (np.int32(w[r, base + l]) >> shift) & 15
-                        if five:
-                            c |= ((np.int32(w[r, o + 16 + l]) >> g) & 1) << 4
-                        acc_g += c * np.int32(q[t, 256 * b + 32 * g + l])
-                    sumi += sc * acc_g
-                    summ += m * (s16[t, 16 * b + 2 * g] + s16[t, 16 * b + 2 * g + 1])
-                acc += d[t, b] * (_f16(w, r, o) * F32(sumi) - _f16(w, r, o + 2) * F32(summ))
+                o = r * stride + b * bb
+                s0, m0 = _scale_min_k4(w, o + 4, 0)
+                s1, m1 = _scale_min_k4(w, o + 4, 1)
+                s2, m2 = _scale_min_k4(w, o + 4, 2)
+                s3, m3 = _scale_min_k4(w, o + 4, 3)
+                s4, m4 = _scale_min_k4(w, o + 4, 4)
+                s5, m5 = _scale_min_k4(w, o + 4, 5)
+                s6, m6 = _scale_min_k4(w, o + 4, 6)
+                s7, m7 = _scale_min_k4(w, o + 4, 7)
+                sb = 16 * b
+                summ = i32(m0 * (s16[t, sb] + s16[t, sb + 1]) + m1 * (s16[t, sb + 2] + s16[t, sb + 3])
+                           + m2 * (s16[t, sb + 4] + s16[t, sb + 5]) + m3 * (s16[t, sb + 6] + s16[t, sb + 7])
+                           + m4 * (s16[t, sb + 8] + s16[t, sb + 9]) + m5 * (s16[t, sb + 10] + s16[t, sb + 11])
+                           + m6 * (s16[t, sb + 12] + s16[t, sb + 13]) + m7 * (s16[t, sb + 14] + s16[t, sb + 15]))
+                qs = o + qs0
+                qh = o + 16
+                e0 = 256 * b
+                sumi = i32(0)
+                if five:   # two copies of the loop: a branch inside it would stop the vectoriser
+                    for l in range(2 * lane):
+                        sumi = mac(sumi, s0 * _k4_code(w, qs, qh, l, 0, 0, True), qt[U(e0 + l)])
+                        sumi = mac(sumi, s1 * _k4_code(w, qs, qh, l, 0, 1, True), qt[U(e0 + 32 + l)])
+                        sumi = mac(sumi, s2 * _k4_code(w, qs, qh, l, 1, 0, True), qt[U(e0 + 64 + l)])
+                        sumi = mac(sumi, s3 * _k4_code(w, qs, qh, l, 1, 1, True), qt[U(e0 + 96 + l)])
+                        sumi = mac(sumi, s4 * _k4_code(w, qs, qh, l, 2, 0, True), qt[U(e0 + 128 + l)])
+                        sumi = mac(sumi, s5 * _k4_code(w, qs, qh, l, 2, 1, True), qt[U(e0 + 160 + l)])
+                        sumi = mac(sumi, s6 * _k4_code(w, qs, qh, l, 3, 0, True), qt[U(e0 + 192 + l)])
+                        sumi = mac(sumi, s7 * _k4_code(w, qs, qh, l, 3, 1, True), qt[U(e0 + 224 + l)])
+                else:
+                    for l in range(2 * lane):
+                        sumi = mac(sumi, s0 * _k4_code(w, qs, qh, l, 0, 0, False), qt[U(e0 + l)])
+                        sumi = mac(sumi, s1 * _k4_code(w, qs, qh, l, 0, 1, False), qt[U(e0 + 32 + l)])
+                        sumi = mac(sumi, s2 * _k4_code(w, qs, qh, l, 1, 0, False), qt[U(e0 + 64 + l)])
+                        sumi = mac(sumi, s3 * _k4_code(w, qs, qh, l, 1, 1, False), qt[U(e0 + 96 + l)])
+                        sumi = mac(sumi, s4 * _k4_code(w, qs, qh, l, 2, 0, False), qt[U(e0 + 128 + l)])
+                        sumi = mac(sumi, s5 * _k4_code(w, qs, qh, l, 2, 1, False), qt[U(e0 + 160 + l)])
+                        sumi = mac(sumi, s6 * _k4_code(w, qs, qh, l, 3, 0, False), qt[U(e0 + 192 + l)])
+                        sumi = mac(sumi, s7 * _k4_code(w, qs, qh, l, 3, 1, False), qt[U(e0 + 224 + l)])
+                acc += d[t, b] * (f16_at(w, o) * F32(sumi) - f16_at(w, o + 2) * F32(summ))
             out[t, r] = acc
 
+
+# Q6_K: half h keeps low nibbles in ql = 64 bytes at 64h and 2-bit highs in
+# qh = 32 bytes at 128 + 32h; element 128h + 32k + l takes ql[l + 32(k%2)]'s
+# nibble k//2 and qh[l]'s bits 2k, 2k+1. Group j = 8h + 2k + (l >= 16).
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _mm_q6_k(w, q, d, s16, out):
+def _mm_q6_k(w, stride, q, d, s16, out, lane):
     n_tok, n_in = q.shape
-    for r in prange(w.shape[0]):
+    for r in prange(out.shape[1]):
         for t in range(n_tok):
+            qt = q[t]
             acc = F32(0.0)
             for b in range(n_in // 256):
-                o = b * 210
-                sumi = 0
-                summ = 0
-                for j in range(16):
-                    sc = np.int32(np.int8(w[r, o + 192 + j]))
-                    h = j // 8
-                    k = (j % 8) // 2
-                    lo = o + 64 * h + 32 * (k % 2) + 16 * (j % 2)
-                    hi = o + 128 + 32 * h + 16 * (j % 2)
-                    g = 0
-                    for l in range(16):
-                        c = ((np.int32(w[r, lo + l]) >> (4 * (k // 2))) & 15) | \
-                            (((np.int32(w[r, hi + l]) >> (2 * k)) & 3) << 4)
-                        g += c * np.int32(q[t, 256 * b + 16 * j + l])
-                    sumi += sc * g
-                    summ += 32 * sc * s16[t, 16 * b + j]
-                acc += d[t, b] * _f16(w, r, o + 208) * F32(sumi - summ)
+                o = r * stride + b * 210
+                sumi = i32(0)
+                summ = i32(0)
+                for h in range(2):
+                    for jj in range(2):
+                        ql = o + 64 * h + 16 * jj
+                        qh = o + 128 + 32 * h + 16 * jj
+                        e0 = 256 * b + 128 * h + 16 * jj
+                        g0 = g1 = g2 = g3 = i32(0)
+                        for l in range(lane):
+                            a = w[U(ql + l)]
+                            c = w[U(ql + 32 + l)]
+                            hb = w[U(qh + l)]
+                            g0 = mac(g0, (a & 15) | ((hb & 3) << 4), qt[U(e0 + l)])
+                            g1 = mac(g1, (c & 15) | (((hb >> 2) & 3) << 4), qt[U(e0 + 32 + l)])
+                            g2 = mac(g2, (a >> 4) | (((hb >> 4) & 3) << 4), qt[U(e0 + 64 + l)])
+                            g3 = mac(g3, (c >> 4) | ((hb >> 6) << 4), qt[U(e0 + 96 + l)])
+                        for k in range(4):
+                            j = 8 * h + 2 * k + jj
+                            sc = np.int32(np.int8(w[U(o + 192 + j)]))
+                            sumi = i32(sumi + sc * (g0 if k == 0 else g1 if k == 1 else g2 if k == 2 else g3))
+                            summ = i32(summ + 32 * sc * s16[t, 16 * b + j])
+                acc += d[t, b] * f16_at(w, o + 208) * F32(sumi - summ)
             out[t, r] = acc
 
 
-def matmul(ggml_id, w, q, d, s16, out):
-    if ggml_id == 10:
-        _mm_q2_k(w, q, d, s16, out)
-    elif ggml_id == 11:
-        _mm_q3_k(w, q, d, s16, out)
+def matmul(ggml_id, w, stride, q, d, s16, out, lane):
+    if ggml_id in (10, 11):
+        _mm_q23_k(w, stride, q, d, s16, out, ggml_id == 11, lane)
     elif ggml_id in (12, 13):
-        _mm_q45_k(w, q, d, s16, out, ggml_id == 13)
+        _mm_q45_k(w, stride, q, d, s16, out, ggml_id == 13, lane)
     else:
-        _mm_q6_k(w, q, d, s16, out)
+        _mm_q6_k(w, stride, q, d, s16, out, lane)
