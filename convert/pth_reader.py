@@ -32,8 +32,9 @@ from .safetensors_reader import DTYPES, TensorRef
 STORAGES = {"BFloat16Storage": "BF16", "HalfStorage": "F16", "FloatStorage": "F32",
             "DoubleStorage": "F64", "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16",
             "CharStorage": "I8", "ByteStorage": "U8", "BoolStorage": "BOOL"}
-# A state dict's pickle is a few bytes per tensor (tens of KB for Mixtral 8x22B);
-# a larger one is not a state dict and is refused before it is read into memory.
+# A state dict's pickle takes ~100 bytes per tensor (a few hundred KB for the ~2000
+# tensors of Mixtral 8x22B); a far larger one is not a state dict and is refused
+# before it is read into memory.
 MAX_PICKLE = 64 << 20
 _LOCAL_HEADER = struct.Struct("<4s22xHH")   # signature ... name length, extra length
 # torch's legacy format starts by pickling this magic number (protocol 2, LONG1).

@@ -87,6 +87,11 @@ def open_checkpoint(src):
             with tarfile.open(src, "r:") as tf:
                 for ti in tf:
                     if ti.isfile():
+                        if ti.issparse():
+                            # the bytes stored are the file minus its holes: no range of
+                            # the tar holds the member as it is, so it cannot be mapped
+                            raise UnsupportedError(f"{src}: {ti.name!r} is stored sparse in the tar; "
+                                                   "unpack it and convert the folder")
                         if ti.offset_data + ti.size > size:
                             raise FormatError(f"{src}: tar is truncated inside {ti.name!r}")
                         base = os.path.basename(ti.name)

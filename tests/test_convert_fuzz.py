@@ -12,10 +12,12 @@ import contextlib
 import io
 import json
 import signal
+import subprocess
 import tarfile
 import zipfile
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +26,7 @@ from safetensors.torch import save as save_safetensors
 from qinfer.convert.pth_reader import read_pth
 from qinfer.convert.safetensors_reader import read_safetensors
 from qinfer.convert.sources import open_checkpoint
-from qinfer.errors import QinferError
+from qinfer.errors import QinferError, UnsupportedError
 
 # Files here are a few KB: a reader answers in milliseconds, so 10 s means it hangs.
 HANG_SECONDS = 10
@@ -261,3 +263,29 @@ def test_unmutated_files_read_completely(tmp_path):
         assert refs.keys() == state.keys()
         for n, t in state.items():
             np.testing.assert_array_equal(refs[n].float32(), t.float().numpy())
+
+
+def _gnu_tar():
+    try:
+        return "GNU tar" in subprocess.run(["tar", "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _gnu_tar(), reason="needs GNU tar to write a sparse member")
+def test_sparse_tar_member_is_refused(tmp_path):
+    # GNU tar -S stores a file with holes as its data blocks only: reading the member's
+    # byte range in place would give wrong weights, so it is refused by name.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "params.json").write_text("{}")
+    with open(folder / "consolidated.safetensors", "wb") as f:
+        f.write(SAFETENSORS)
+        f.seek(1 << 20)                 # a 1 MiB hole, then data
+        f.write(b"end")
+    tar = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "-S", "-cf", str(tar), "-C", str(folder), "."], check=True)
+    with pytest.raises(UnsupportedError) as exc:
+        open_checkpoint(str(tar))
+    assert str(exc.value) == (f"{tar}: './consolidated.safetensors' is stored sparse in the tar; "
+                              "unpack it and convert the folder")

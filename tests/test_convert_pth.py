@@ -263,3 +263,42 @@ def test_cli_refuses_a_malicious_checkpoint(forms, tmp_path):
             f"qinfer convert: error: {src}:consolidated.00.pth: refuses to unpickle posix.system: "
             "only tensors are allowed"], r.stderr
         assert not out.exists() and not list(tmp_path.glob(".qinfer-*")) and not marker.exists()
+
+
+def test_zip64_records_and_offsets_past_4_gib(tmp_path):
+    # torch writes zip64 records for checkpoints over 4 GiB (Mistral 7B's is 14 GB):
+    # the local headers then carry a zip64 extra field before the data. And a .pth
+    # inside a tarball sits at a tar offset past 4 GiB for all but the first member.
+    state = {"w": torch.arange(64, dtype=torch.bfloat16).reshape(8, 8), "b": torch.ones(3)}
+    plain = tmp_path / "plain.pth"
+    torch.save(state, plain)
+    zip64 = tmp_path / "zip64.pth"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(zip64, "w") as dst:
+        for info in src.infolist():
+            with dst.open(info.filename, "w", force_zip64=True) as out:
+                out.write(src.read(info))
+    body = zip64.read_bytes()
+    assert b"\x01\x00\x10\x00" in body[:200]        # zip64 extra (id 1, 16 bytes) in a local header
+    base = 5 << 30
+    far = tmp_path / "far.bin"                      # sparse: only the last pages use disk
+    with open(far, "wb") as f:
+        f.seek(base)
+        f.write(body)
+    for refs in (read_pth(str(zip64)), read_pth(str(far), base, len(body))):
+        assert refs.keys() == state.keys()
+        for n, t in state.items():
+            np.testing.assert_array_equal(refs[n].array(), _bits(t))
+    assert read_pth(str(far), base, len(body))["w"].offset > base
+
+
+def test_safetensors_are_preferred_over_pth(forms, tmp_path):
+    # A folder holding both reads the safetensors; the .pth beside them is not opened
+    # (here it would be refused).
+    paths, _ = forms
+    both = tmp_path / "both"
+    shutil.copytree(paths["st"], both)
+    _zip_pth(both / "consolidated.00.pth", pickle.dumps(_Payload(os.system, "true"), protocol=2))
+    refs = open_checkpoint(both).tensors()
+    assert {r.path for r in refs.values()} == {str(both / "consolidated.safetensors")}
+    with pytest.raises(FormatError, match="refuses to unpickle posix.system"):
+        read_pth(str(both / "consolidated.00.pth"))
