@@ -236,6 +236,30 @@ def _check_v2_tool_results(msgs, last_user):
             calls_open, results = False, 0
 
 
+def parse_tool_calls(text):
+    """What a model writes after [TOOL_CALLS] (a JSON list of {"name", "arguments",
+    "id"?}) as OpenAI tool calls; None when it is not that. A call without an id
+    gets a fresh one of 9 letters and digits, the form mistral-common requires."""
+    import uuid
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        data = [data]
+    if not (isinstance(data, list) and data and all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                                     for c in data)):
+        return None
+    calls = []
+    for c in data:
+        args = c.get("arguments", {})
+        call_id = c.get("id") if isinstance(c.get("id"), str) and c.get("id") else uuid.uuid4().hex[:9]
+        calls.append({"id": call_id, "type": "function",
+                      "function": {"name": c["name"], "arguments": args if isinstance(args, str) else _json(args)}})
+    return calls
+
+
 # -- choosing a format -----------------------------------------------------------------------------------
 
 CONTROL = 3   # tokenizer.ggml.token_type of control tokens

@@ -259,6 +259,8 @@ def chat(model, messages, stream=False, max_tokens=512, temperature=0.8, top_k=4
     not evaluated again: each reply is remembered (model.chat_replies) with
     the token ids it was generated as, and a later turn that repeats it after
     the same prompt uses those ids, so the cache matches the whole history.
+    With tools, a reply in which the model writes its [TOOL_CALLS] token comes
+    back as OpenAI `tool_calls` (finish_reason "tool_calls"). Otherwise
     finish_reason: "stop" (EOS or a stop string), "length" (max_tokens or a
     full context) or "cancelled"."""
     import uuid
@@ -271,13 +273,57 @@ def chat(model, messages, stream=False, max_tokens=512, temperature=0.8, top_k=4
                       stop=stop, stream=True, cancel=cancel, stats=stats, **sampling)
     head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": _model_name(model)}
     text = _remembered(model, ids, _strip_leading_space(pieces), stats)
+    calls = _ToolCalls(model, stats) if tools else None
+    if calls is not None and calls.token is not None:
+        text = calls.watch(text)
     if stream:
-        return _chunks(head, text, stats)
+        return _chunks(head, text, stats, calls)
     content = "".join(text)
+    found = calls.parsed() if calls is not None else None
+    message = {"role": "assistant", "content": content or None, "tool_calls": found} if found else \
+        {"role": "assistant", "content": content + (calls.hidden_text() if calls is not None else "")}
     return {**head, "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": stats.finish_reason}],
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if found else stats.finish_reason}],
             "usage": _usage(stats)}
+
+
+class _ToolCalls:
+    """Watches a reply for the [TOOL_CALLS] control token: the text from there
+    on is the calls' JSON, held back from the content and parsed at the end."""
+
+    def __init__(self, model, stats):
+        from .chat_formats import control_pieces
+
+        self.model, self.stats = model, stats
+        self.token = control_pieces(model.metadata).get("[TOOL_CALLS]")
+        self.seen, self.at, self.hidden = 0, None, []
+
+    def watch(self, pieces):
+        try:
+            for text in pieces:
+                ids = self.stats.completion_ids
+                if self.at is None and self.token in ids[self.seen:]:
+                    self.at = ids.index(self.token, self.seen)
+                self.seen = len(ids)
+                if self.at is None:
+                    yield text
+                else:
+                    self.hidden.append(text)
+        finally:
+            pieces.close()
+
+    def parsed(self):
+        """OpenAI tool calls, or None (no [TOOL_CALLS] token, or JSON that is not calls)."""
+        from .chat_formats import parse_tool_calls
+
+        ids = self.stats.completion_ids
+        if self.token is None or self.token not in ids:
+            return None
+        return parse_tool_calls(self.model.tokenizer.decode(ids[ids.index(self.token) + 1:]))
+
+    def hidden_text(self):
+        return "".join(self.hidden)
 
 
 REMEMBERED_REPLIES = 32   # replies kept per Model for cache reuse (a long chat's latest turns)
@@ -325,7 +371,7 @@ def _usage(stats):
             "total_tokens": stats.prompt_tokens + stats.completion_tokens}
 
 
-def _chunks(head, pieces, stats):
+def _chunks(head, pieces, stats, calls=None):
     def chunk(delta, finish=None):
         return {**head, "object": "chat.completion.chunk",
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -336,4 +382,9 @@ def _chunks(head, pieces, stats):
             yield chunk({"content": text})
     finally:
         pieces.close()
-    yield {**chunk({}, stats.finish_reason), "usage": _usage(stats)}
+    found = calls.parsed() if calls is not None else None
+    if found:
+        yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(found)]})
+    elif calls is not None and calls.hidden_text():
+        yield chunk({"content": calls.hidden_text()})
+    yield {**chunk({}, "tool_calls" if found else stats.finish_reason), "usage": _usage(stats)}

@@ -297,3 +297,30 @@ def test_a_remembered_reply_keeps_its_generated_ids_only_after_its_own_prompt():
     assert chat_template.encode(md, tok, other, replies=replies) == reference(mt, other).tokens
     moved = [{"role": "user", "content": "Say hi"}] + turn2[1:]
     assert chat_template.encode(md, tok, moved, replies=replies) == reference(mt, moved).tokens
+
+
+NAMES = st.text(alphabet=st.sampled_from("abc_xyz"), min_size=1, max_size=8)
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(NAMES, inner, max_size=3),
+                           max_leaves=6)
+
+
+@given(calls=st.lists(st.fixed_dictionaries({"name": NAMES, "arguments": st.dictionaries(NAMES, JSON_VALUES)},
+                                            optional={"id": st.from_regex(r"[a-zA-Z0-9]{9}", fullmatch=True)}),
+                      min_size=1, max_size=3))
+def test_tool_calls_written_by_a_model_parse_to_openai_calls(calls):
+    parsed = chat_formats.parse_tool_calls(json.dumps(calls, ensure_ascii=False))
+    assert [c["function"]["name"] for c in parsed] == [c["name"] for c in calls]
+    assert [json.loads(c["function"]["arguments"]) for c in parsed] == [c["arguments"] for c in calls]
+    assert all(p["id"] == c.get("id", p["id"]) and len(p["id"]) == 9 for p, c in zip(parsed, calls))
+    # The parsed calls, sent back as an assistant message, are what the model wrote.
+    v3 = chat_formats.ChatFormat(3).segments([{"role": "user", "content": "q"},
+                                              {"role": "assistant", "content": None, "tool_calls": parsed},
+                                              {"role": "user", "content": "q"}])
+    written = json.loads(v3[v3.index("[TOOL_CALLS]") + 1])
+    assert written == [{**c, "id": p["id"]} for c, p in zip(calls, parsed)]
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[]", "[1, 2]", '{"arguments": {}}', '[{"name": 3}]'])
+def test_text_that_is_not_tool_calls_is_not_parsed(text):
+    assert chat_formats.parse_tool_calls(text) is None

@@ -3,8 +3,10 @@ Its prompts equal mistral-common's for the demo's tokenizer file, and a
 multi-turn chat evaluates only what each turn adds, in every Mistral format
 the demo vocabulary can express."""
 import os
+import re
 import tarfile
 
+import numpy as np
 import pytest
 
 import qinfer
@@ -83,3 +85,100 @@ def test_multi_turn_chat_evaluates_only_new_tokens(gguf, template):
         assert stats.prompt_eval_tokens == len(ids) - cached_before
         history, previous = ids + stats.completion_ids, stats
         messages.append({"role": "assistant", "content": reply})
+
+
+# -- tool calls in replies, on a scripted model with Mistral's v3 vocabulary ----------------------------
+
+
+class ScriptedChatModel:
+    """The part of qinfer.Model that chat() uses, with a real v3 vocabulary:
+    at cache position p the logits put all weight on script[p + 1] (EOS after
+    the script), so a prompt equal to script[:k] is answered with script[k:]."""
+
+    def __init__(self, metadata, tokenizer, script):
+        self.metadata, self.tokenizer, self.script = metadata, tokenizer, list(script)
+        self.n_vocab, self.n_ctx = len(metadata["tokenizer.ggml.tokens"]), 1024
+        self._ids = []
+
+    n_past = property(lambda self: len(self._ids))
+    cached_ids = property(lambda self: tuple(self._ids))
+
+    def truncate(self, n):
+        del self._ids[n:]
+
+    def eval(self, ids, last_only=False):
+        rows = []
+        for t in ids:
+            self._ids.append(int(t))
+            p = len(self._ids)
+            row = np.zeros(self.n_vocab, np.float32)
+            row[self.script[p] if p < len(self.script) else self.tokenizer.eos_id] = 30.0
+            rows.append(row)
+        return np.array(rows[-1:] if last_only else rows)
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                            "parameters": {"type": "object",
+                                                           "properties": {"city": {"type": "string"}}}}}
+CALL_JSON = '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
+
+
+@pytest.fixture(scope="module")
+def v3():
+    from qinfer.convert.spm_metadata import spm_metadata
+    from qinfer.tokenizer import from_gguf
+
+    path = os.path.join(os.path.dirname(mistral_common.__file__), "data",
+                        "mistral_instruct_tokenizer_240323.model.v3")
+    data = open(path, "rb").read()
+    v = spm_metadata(data, 32768, "v3")
+    md = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": v["tokens"],
+          "tokenizer.ggml.scores": v["scores"], "tokenizer.ggml.token_type": v["types"],
+          "tokenizer.ggml.bos_token_id": v["bos"], "tokenizer.ggml.eos_token_id": v["eos"]}
+    return md, from_gguf(md), MistralTokenizer.from_file(path)
+
+
+def tool_call_model(v3, messages, tools=(WEATHER,)):
+    """A model that answers `messages` (asked with `tools`) with a [TOOL_CALLS] reply."""
+    md, tok, _ = v3
+    prompt = chat_prompt_ids(ScriptedChatModel(md, tok, []), messages, tools=list(tools))
+    calls_id = md["tokenizer.ggml.tokens"].index("[TOOL_CALLS]")
+    return ScriptedChatModel(md, tok, prompt + [calls_id] + tok.encode(CALL_JSON, add_bos=False))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_reply_comes_back_as_openai_tool_calls(v3, stream):
+    from qinfer.generation import chat
+
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    model = tool_call_model(v3, messages)
+    out = chat(model, messages, tools=[WEATHER], temperature=0, stream=stream)
+    if stream:
+        chunks = list(out)
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == ""
+        calls = [c for ch in chunks for c in ch["choices"][0]["delta"].get("tool_calls", [])]
+        assert [c.pop("index") for c in calls] == [0]
+        finish = chunks[-1]["choices"][0]["finish_reason"]
+    else:
+        message = out["choices"][0]["message"]
+        assert message["content"] is None
+        calls, finish = message["tool_calls"], out["choices"][0]["finish_reason"]
+    assert finish == "tool_calls"
+    assert len(calls) == 1 and re.fullmatch(r"[0-9a-f]{9}", calls[0]["id"])
+    assert calls[0]["type"] == "function"
+    assert calls[0]["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    # The call goes back into the conversation as mistral-common would encode it.
+    md, tok, mt = v3
+    follow = messages + [{"role": "assistant", "content": None, "tool_calls": calls},
+                         {"role": "tool", "tool_call_id": calls[0]["id"], "content": '{"temp": 21}'}]
+    ref = mt.encode_chat_completion(ChatCompletionRequest(messages=follow, tools=[WEATHER]))
+    assert chat_prompt_ids(model, follow, tools=[WEATHER]) == ref.tokens
+
+
+def test_without_tools_the_same_reply_is_plain_text(v3):
+    from qinfer.generation import chat
+
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    out = chat(tool_call_model(v3, messages, tools=()), messages, temperature=0)
+    assert out["choices"][0]["message"] == {"role": "assistant", "content": CALL_JSON}
+    assert out["choices"][0]["finish_reason"] == "stop"
