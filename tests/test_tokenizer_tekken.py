@@ -15,7 +15,7 @@ from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
 from multilingual import MORE_TEXT, TEXT
 from qinfer.convert.sources import Member
-from qinfer.convert.vocab import tekken_metadata, vocab_metadata
+from qinfer.convert.vocab import LEGACY_TEKKEN_SPECIALS, tekken_metadata, vocab_metadata
 from qinfer.errors import FormatError, UnsupportedError
 from qinfer.generation_text import stream_decoder
 from qinfer.tokenizer import from_gguf
@@ -93,7 +93,8 @@ def test_encode_equals_mistral_common(vocab):
 
 
 def test_special_token_strings(vocab):
-    text = " ".join(vocab.specials()[:20]) + "[INST]hi[/INST]<s></s>" + TEXT + "<SPECIAL_999>x"
+    # every special token of the file (20 named, 980 <SPECIAL_n> fillers), glued and spaced
+    text = " ".join(vocab.specials()) + "[INST]hi[/INST]<s></s>" + TEXT + "<SPECIAL_999>x"
     # not parsed: all plain text, exactly as the oracle encodes it
     assert vocab.tok.encode(text, add_bos=False) == vocab.oracle.encode(text, bos=False, eos=False)
     ids = vocab.tok.encode(text, add_bos=False, parse_special=True)
@@ -107,7 +108,7 @@ def test_llamacpp_tokenizes_like_mistral_common(vocab, llama):
     for text in LINES:
         ref = vocab.oracle.encode(text, bos=False, eos=False)
         assert llama.tokenize(text.encode(), add_bos=False, special=False) == ref, repr(text)
-    text = " ".join(vocab.specials()[:20]) + MORE_TEXT
+    text = " ".join(vocab.specials()) + MORE_TEXT + "".join(vocab.specials()[:20])
     assert llama.tokenize(text.encode(), add_bos=True, special=True) == \
         [vocab.oracle.bos_id] + vocab.expected_with_specials(text)
     ids = vocab.oracle.encode(TEXT, bos=True, eos=False)
@@ -136,6 +137,20 @@ def test_random_text_roundtrip_and_incremental_decode(vocab, text):
     # a piece never ends inside a character: byte tokens of one character are held
     assert all("\ufffd" not in p for p in pieces) or "\ufffd" in text
     assert "".join(pieces) + dec.flush() == text
+
+
+# special-token strings (the 20 named ones and a few fillers) mixed into random text
+SPECIAL_STRINGS = [*LEGACY_TEKKEN_SPECIALS, "<SPECIAL_20>", "<SPECIAL_500>", "<SPECIAL_999>"]
+MIXED = st.lists(st.one_of(st.text(max_size=12), st.sampled_from(SPECIAL_STRINGS)), max_size=8).map("".join)
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=MIXED)
+def test_random_text_with_special_strings(vocab, text):
+    ids = vocab.tok.encode(text, add_bos=False, parse_special=True)
+    assert ids == vocab.expected_with_specials(text)
+    assert vocab.tok.decode(ids, special=True) == text
+    assert vocab.tok.encode(text, add_bos=False) == vocab.oracle.encode(text, bos=False, eos=False)
 
 
 def test_character_split_across_byte_tokens_is_emitted_whole(vocab):
@@ -225,3 +240,13 @@ def test_bad_tekken_files(tmp_path):
         f.write(b"}")
     with pytest.raises(FormatError, match="ck:tekken.json: not valid JSON"):
         vocab_metadata(Member(member.name, member.path, 0, os.path.getsize(member.path)), n, "ck")
+
+
+def test_vocabularies_the_runtime_cannot_run_are_refused(vocab):
+    md = gguf_metadata(vocab.gguf)
+    with pytest.raises(FormatError, match="no tokenizer.ggml.merges"):
+        from_gguf({k: v for k, v in md.items() if k != "tokenizer.ggml.merges"})
+    with pytest.raises(UnsupportedError, match="pre-tokenizer 'llama-bpe' is not supported"):
+        from_gguf({**md, "tokenizer.ggml.pre": "llama-bpe"})
+    with pytest.raises(UnsupportedError, match="tokenizer model 'bert'"):
+        from_gguf({**md, "tokenizer.ggml.model": "bert"})

@@ -46,6 +46,8 @@ class BpeTokenizer:
             v = md.get(k)
             return d if v is None else v
         pre = get("tokenizer.ggml.pre", "default")
+        if md.get("tokenizer.ggml.merges") is None:   # llama.cpp refuses such files too
+            raise FormatError("the GGUF's BPE vocabulary has no tokenizer.ggml.merges")
         return cls(md["tokenizer.ggml.tokens"], list(get("tokenizer.ggml.token_type", [])),
                    list(get("tokenizer.ggml.merges", [])), pre,
                    int(get("tokenizer.ggml.bos_token_id", 1)), int(get("tokenizer.ggml.eos_token_id", 2)),
