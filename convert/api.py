@@ -87,6 +87,14 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
     if "output.weight" not in planned:
         params.tied = True
     vocab = vocab_metadata(ck.tokenizer(), params.vocab_size, ck.label, ck.files)
+    # -- chat template (owned by qinfer.chat_formats): for a Mistral download without
+    #    its own chat_template.jinja, llama.cpp's converter writes the name of Mistral's
+    #    chat format for the tokenizer version ("mistral-v7", ...); so does qinfer.
+    if ck.kind == "mistral" and not vocab.get("chat_template"):
+        from qinfer.chat_formats import converter_template_name
+
+        vocab["chat_template"] = converter_template_name(ck.tokenizer().name, ck.tokenizer().read)
+    # -- end chat template
     names = sorted(planned, key=_order)
     types = {n: tensor_type(n, planned[n].shape, ftype, params) for n in names}
 
