@@ -72,8 +72,8 @@ typedef struct { __m256i src, src2, mn; } kq_scale_state;
 /* Shuffle patterns (0x80 = zero byte):
  * PICK_U8_PAIR[k]: from 16 unsigned byte scales in both lanes, byte 2k
  *   zero-extended in the low lane, byte 2k+1 in the high lane (Q2_K);
- * PICK_U8_SAME[k]: byte k zero-extended in both lanes (Q4_K/Q5_K: one scale
- *   per 32 weights, bytes 0..7 = scales, 8..15 = mins);
+ * PICK_U8_SAME[k]: the scale of chunk k zero-extended in both lanes (Q4_K/Q5_K:
+ *   one scale per 32 weights; bytes sc[0..3], mn[0..3], sc[4..7], mn[4..7]);
  * PICK_I16[m]: from 8 int16 scales in both lanes, int16 2m in the low lane,
  *   2m+1 in the high lane (Q3_K/Q6_K, signed scales widened beforehand). */
 #define Z 0x80
@@ -84,7 +84,7 @@ static const uint8_t PICK_U8_PAIR[8][32] __attribute__((aligned(32))) = {
 };
 static const uint8_t PICK_U8_SAME[8][32] __attribute__((aligned(32))) = {
     {PAIR(0, 0)}, {PAIR(1, 1)}, {PAIR(2, 2)}, {PAIR(3, 3)},
-    {PAIR(4, 4)}, {PAIR(5, 5)}, {PAIR(6, 6)}, {PAIR(7, 7)},
+    {PAIR(8, 8)}, {PAIR(9, 9)}, {PAIR(10, 10)}, {PAIR(11, 11)},
 };
 #undef PAIR
 #define PAIR16(lo, hi) lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, \
@@ -93,9 +93,9 @@ static const uint8_t PICK_I16[4][32] __attribute__((aligned(32))) = {
     {PAIR16(0, 2)}, {PAIR16(4, 6)}, {PAIR16(8, 10)}, {PAIR16(12, 14)},
 };
 #undef PAIR16
-/* Q4_K/Q5_K offsets: int16 j = min byte 8 + j/2 */
+/* Q4_K/Q5_K offsets: int16 j = min j/2, at byte 4 + j/2 (j < 8) or 8 + j/2 */
 static const uint8_t PICK_K4_MINS[32] __attribute__((aligned(32))) = {
-    8, Z, 8, Z, 9, Z, 9, Z, 10, Z, 10, Z, 11, Z, 11, Z, 12, Z, 12, Z, 13, Z, 13, Z, 14, Z, 14, Z, 15, Z, 15, Z,
+    4, Z, 4, Z, 5, Z, 5, Z, 6, Z, 6, Z, 7, Z, 7, Z, 12, Z, 12, Z, 13, Z, 13, Z, 14, Z, 14, Z, 15, Z, 15, Z,
 };
 #undef Z
 
@@ -128,15 +128,20 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int
         break;
     }
     case 12: case 13: {
-        uint32_t q0, q1, q2;
-        memcpy(&q0, b + 4, 4);
-        memcpy(&q1, b + 8, 4);
-        memcpy(&q2, b + 12, 4);
-        /* bytes 0..7: the 8 scales, 8..15: the 8 mins (one per 32 weights) */
-        const __m128i v = _mm_setr_epi32(
-            (int)(q0 & 0x3f3f3f3fu), (int)((q2 & 0x0f0f0f0fu) | ((q0 >> 2) & 0x30303030u)),
-            (int)(q1 & 0x3f3f3f3fu), (int)(((q2 >> 4) & 0x0f0f0f0fu) | ((q1 >> 2) & 0x30303030u)));
-        st->src = _mm256_broadcastsi128_si256(v);
+        /* The 12 scale bytes s[0..11] as one 64-bit word L = s[0..7] and
+         * H = s[8..11]: lo = L & 0x3f.. gives sc[0..3], mn[0..3]; hi gives
+         * sc[4..7] = (H & 0x0f) | (s[0..3] >> 6) << 4 and mn[4..7] = (H >> 4)
+         * | (s[4..7] >> 6) << 4, both halves at once with H placed twice
+         * (H | H << 28: the upper copy lands shifted right by 4). */
+        uint64_t l;
+        uint32_t h;
+        memcpy(&l, b + 4, 8);
+        memcpy(&h, b + 12, 4);
+        const uint64_t hh = (uint64_t)h | ((uint64_t)h << 28);
+        const uint64_t lo = l & 0x3f3f3f3f3f3f3f3fu;
+        const uint64_t hi = (hh & 0x0f0f0f0f0f0f0f0fu) | ((l >> 2) & 0x3030303030303030u);
+        /* bytes: sc[0..3], mn[0..3], sc[4..7], mn[4..7] */
+        st->src = _mm256_broadcastsi128_si256(_mm_set_epi64x((long long)hi, (long long)lo));
         st->mn = pick(st->src, PICK_K4_MINS);
         break;
     }
@@ -202,18 +207,26 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty,
                 keep_in_register(&isum[t]);
             }
         }
-        const float dw = _cvtsh_ss(qi_load_u16(b + d_at));
-        for (int t = 0; t < NA; t++) {
-            const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
-            const __m256i m = _mm256_madd_epi16(st.mn, load32(ab + QI_Q8K_BSUMS));
-            const float da = qi_load_f32(ab);
-            if (offsets_in_int(ty)) {
+        if (offsets_in_int(ty)) {
+            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(qi_load_u16(b + d_at)));
+            for (int t = 0; t < NA; t++) {
+                const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
+                const __m256i m = _mm256_madd_epi16(st.mn, load32(ab + QI_Q8K_BSUMS));
                 const __m256 p = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[t], m));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), p, acc[t]);
-            } else {
-                const float dmw = _cvtsh_ss(qi_load_u16(b + dm_at));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(da * dw), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(da * dmw), _mm256_cvtepi32_ps(m), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_broadcast_ss((const float *)ab), dw), p, acc[t]);
+            }
+        } else {
+            /* d and dmin are adjacent: one conversion of both */
+            uint32_t d2;
+            memcpy(&d2, b + d_at, 4);
+            const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
+            const __m256 dw = _mm256_broadcastss_ps(dd), dmw = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+            for (int t = 0; t < NA; t++) {
+                const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
+                const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(st.mn, load32(ab + QI_Q8K_BSUMS)));
+                /* acc += da * (dw * isum - dmw * m) */
+                const __m256 v = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dmw, m));
+                acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss((const float *)ab), v, acc[t]);
             }
         }
     }
