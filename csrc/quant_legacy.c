@@ -5,6 +5,7 @@
  * x86-64. `best` follows the algorithm specified in qinfer/quants/legacy_best.py
  * with the same float32 operation order, so all backends give the same bytes. */
 #include "qinfer.h"
+#include "api/kq_search.h"
 #include <float.h>
 #include <stdlib.h>
 
@@ -160,8 +161,7 @@ static int quantize_ggml(int kind, const float *x, uint8_t *out, int64_t nrows, 
     if (n % QK) return QI_EINVAL;
     const layout_t *lay = &LAYOUT[kind];
     const int64_t nb = n / QK;
-    const int impl = imatrix && (kind == K_Q4_0 || kind == K_Q5_0);
-    if (imatrix && (kind == K_Q4_1 || kind == K_Q5_1)) return QI_EINVAL;
+    const int impl = imatrix && kind != K_Q8_0;   /* llama.cpp ignores the imatrix for Q8_0 */
     for (int64_t r = 0; r < nrows; r++) {
         const float *xr = x + r * n;
         uint8_t *o = out + r * nb * lay->type_size;
@@ -177,8 +177,16 @@ static int quantize_ggml(int kind, const float *x, uint8_t *out, int64_t nrows, 
                 float w[QK];
                 int L[QK];
                 for (int j = 0; j < QK; j++) w[j] = imatrix[ib * QK + j] * sqrtf(sigma2 + xb[j] * xb[j]);
-                float d = make_qx_w(xb, lay->nmax, L, w);
-                pack_block(kind, o + ib * lay->type_size, d, 0, L);
+                if (lay->has_min) {          /* quantize_row_q{4,5}_1_impl */
+                    uint8_t Lq[QK], Laux[QK];
+                    float the_min;
+                    const float d = qi_kq_make_qkx3_quants(QK, lay->nmax, xb, w, Lq, &the_min, Laux, -0.9f, 0.05f, 36, 0);
+                    for (int j = 0; j < QK; j++) L[j] = Lq[j];
+                    pack_block(kind, o + ib * lay->type_size, d, -the_min, L);
+                } else {                     /* quantize_row_q{4,5}_0_impl */
+                    const float d = make_qx_w(xb, lay->nmax, L, w);
+                    pack_block(kind, o + ib * lay->type_size, d, 0, L);
+                }
             } else {
                 ggml_block(kind, xb, o + ib * lay->type_size);
             }
@@ -316,10 +324,8 @@ static int quantize_best(int kind, const float *x, uint8_t *out, int64_t nrows, 
     const int64_t nb = n / QK;
     float ones[QK];
     for (int i = 0; i < QK; i++) ones[i] = 1.0f;
-    /* Candidate 0 is llama.cpp's own solution: its imatrix path for Q4_0/Q5_0,
-     * its reference quantizer otherwise. */
-    const int ggml_uses_imatrix = kind == K_Q4_0 || kind == K_Q5_0;
-    int rc = quantize_ggml(kind, x, out, nrows, n, ggml_uses_imatrix ? imatrix : NULL);
+    /* Candidate 0 is llama.cpp's own solution (its imatrix path when there is one). */
+    int rc = quantize_ggml(kind, x, out, nrows, n, imatrix);
     if (rc) return rc;
     for (int64_t r = 0; r < nrows; r++)
         for (int64_t ib = 0; ib < nb; ib++)

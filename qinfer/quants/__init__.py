@@ -11,15 +11,12 @@ this package, Numba and C in qinfer.kernels); all three give the same bytes.
 """
 import numpy as np
 
-from ..errors import QinferError, UnsupportedError
+from ..errors import QinferError
 from .types import QUANTIZERS, TYPES, BY_ID, QuantType, get_type
 
 __all__ = ["quantize", "dequantize", "row_bytes", "get_type", "QuantType", "TYPES",
            "BY_ID", "QUANTIZERS"]
 
-
-# Types whose llama.cpp importance-matrix path qinfer does not reproduce yet.
-GGML_IMATRIX_UNSUPPORTED = frozenset({"Q4_1", "Q5_1"})
 
 
 def row_bytes(type, n_per_row: int) -> int:
@@ -57,10 +54,6 @@ def quantize(x, type, quantizer="best", imatrix=None, *, backend=None, n_threads
                 f"importance matrix has {imatrix.shape[0]} entries for rows of {x.shape[1]}")
     if not qt.searched:
         quantizer = "ggml"
-    if quantizer == "ggml" and imatrix is not None and qt.name in GGML_IMATRIX_UNSUPPORTED:
-        raise UnsupportedError(
-            f"quantizer 'ggml' with an importance matrix is not available for {qt.name}; "
-            "use quantizer 'best', which weights its search by the importance matrix")
     return kernels.get_backend(backend).quantize(qt, quantizer, x, imatrix, n_threads)
 
 

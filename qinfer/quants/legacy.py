@@ -1,13 +1,13 @@
 """Legacy 32-element block formats: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (numpy reference).
 
 `ggml` reproduces llama.cpp's quantize_row_*_ref (and, with an importance
-matrix, quantize_row_q4_0/q5_0_impl) in float32 with C's operation order: the
+matrix, quantize_row_q{4,5}_{0,1}_impl) in float32 with C's operation order: the
 truncating casts of `x*id + 8.5f`, the fp32 reciprocal `id`, roundf's ties away
 from zero for Q8_0. `best` lives in legacy_best.py.
 """
 import numpy as np
 
-from ..errors import UnsupportedError
+from .kq_search import make_qkx3_quants
 from .legacy_layout import (LAYOUTS, pack, unpack, fp16_round)
 
 F32 = np.float32
@@ -112,14 +112,26 @@ def make_qx_quants_w(xb, nmax, w):
 def _sym_impl(x, imatrix, nmax):
     """quantize_row_q4_0_impl / q5_0_impl: weights qw*sqrt(sigma2 + x^2), sigma2
     the mean square of the whole row."""
+    d, L = make_qx_quants_w(_blocks(x), nmax, _impl_weights(x, imatrix).reshape(-1, QK))
+    return d, L
+
+
+def _impl_weights(x, imatrix):
+    """imatrix * sqrt(sigma2 + x^2), sigma2 the mean square of the whole row (ggml's *_impl)."""
     rows, n = x.shape
     sum_x2 = np.zeros(rows, F32)
     for j in range(n):
         sum_x2 = (sum_x2 + (x[:, j] * x[:, j]).astype(F32)).astype(F32)
     sigma2 = (sum_x2 / F32(n)).astype(F32)
-    w = (imatrix[None, :] * np.sqrt((sigma2[:, None] + (x * x).astype(F32)).astype(F32))).astype(F32)
-    d, L = make_qx_quants_w(_blocks(x), nmax, w.reshape(-1, QK))
-    return d, L
+    return (imatrix[None, :] * np.sqrt((sigma2[:, None] + (x * x).astype(F32)).astype(F32))).astype(F32)
+
+
+def _asym_impl(x, imatrix, nmax):
+    """quantize_row_q4_1_impl / q5_1_impl: the same weights, make_qkx3_quants' fit
+    and codes stored as they come (m = -the_min)."""
+    w = _impl_weights(x, imatrix)
+    d, the_min, L = make_qkx3_quants(_blocks(x), w.reshape(-1, QK), nmax, -0.9, 0.05, 36, False)
+    return d, -the_min, L
 
 
 def _quantize(kind, x, imatrix):
@@ -137,10 +149,9 @@ def _quantize(kind, x, imatrix):
             d, L = _sym_ref(xb, lay.nmax)
         return pack(kind, d, None, L, x.shape[0])
     if imatrix is not None:
-        raise UnsupportedError(
-            f"quantizer 'ggml' with an importance matrix is not available for {kind.upper()}; "
-            "use quantizer 'best', which weights its search by the importance matrix")
-    d, m, L = _asym_ref(xb, lay.nmax, clamp=(kind == "q4_1"))
+        d, m, L = _asym_impl(x, imatrix, lay.nmax)
+    else:
+        d, m, L = _asym_ref(xb, lay.nmax, clamp=(kind == "q4_1"))
     return pack(kind, d, m, L, x.shape[0])
 
 

@@ -139,7 +139,7 @@ def _best_asym(kind, x, imatrix, ggml_fn):
     nmax = LAYOUTS[kind].nmax
     xb = _blocks(x)
     w = _weights(x, imatrix)
-    best_d, best_m, best_L = unpack(kind, ggml_fn(x, None))
+    best_d, best_m, best_L = unpack(kind, ggml_fn(x, imatrix))
     best_e = _asym_err(xb, w, best_d, best_m, best_L)
     mn = xb.min(axis=1)
     mx = xb.max(axis=1)

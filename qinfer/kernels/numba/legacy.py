@@ -4,6 +4,7 @@ import numpy as np
 from numba import njit, prange
 
 from .floats import fp16_bits_to_fp32, fp32_to_fp16_bits
+from .kq_search import make_qkx3_quants
 
 F32 = np.float32
 QK = 32
@@ -200,14 +201,22 @@ def _quantize_ggml_rows(kind, x, out, imatrix, use_im):
             sigma2 = F32(s / F32(n))
         w = np.empty(QK, F32)
         L = np.empty(QK, np.int64)
+        Lq = np.empty(QK, np.int32)
+        Laux = np.empty(QK, np.int32)
         for ib in range(nb):
             xb = xr[ib * QK:(ib + 1) * QK]
             blk = out[r, ib * ts:(ib + 1) * ts]
             if use_im:
                 for j in range(QK):
                     w[j] = F32(imatrix[ib * QK + j] * np.sqrt(F32(sigma2 + F32(xb[j] * xb[j]))))
-                d = _make_qx_w(xb, nmax, L, w)
-                _pack(kind, blk, d, F32(0), L)
+                if LAYOUT[kind, 3]:       # has a min: quantize_row_q{4,5}_1_impl
+                    d, the_min = make_qkx3_quants(xb, w, True, nmax, Lq, Laux, F32(-0.9), F32(0.05), 36, False)
+                    for j in range(QK):
+                        L[j] = Lq[j]
+                    _pack(kind, blk, d, -the_min, L)
+                else:
+                    d = _make_qx_w(xb, nmax, L, w)
+                    _pack(kind, blk, d, F32(0), L)
             else:
                 _ggml_block(kind, xb, blk)
 
@@ -386,7 +395,7 @@ def _run(kind, quantizer, x, imatrix):
     out = np.empty((x.shape[0], x.shape[1] // QK * LAYOUT[k, 4]), np.uint8)
     im = np.zeros(1, F32) if imatrix is None else np.ascontiguousarray(imatrix, F32)
     x = np.ascontiguousarray(x, F32)
-    ggml_im = imatrix is not None and kind in ("q4_0", "q5_0")
+    ggml_im = imatrix is not None and kind != "q8_0"
     _quantize_ggml_rows(k, x, out, im, ggml_im)
     if quantizer == "best":
         _quantize_best_rows(k, x, out, im, imatrix is not None)
