@@ -5,10 +5,10 @@ from cli import run_qinfer
 
 def test_demo_command_runs_in_a_fresh_cache(tmp_path):
     cache = tmp_path / "cache"
-    cmd = ["demo", "--cache-dir", cache, "-n", "24", "--type", "Q8_0"]
+    cmd = ["demo", "--cache-dir", cache, "-n", "24"]          # the default type, Q4_K_M
     first = run_qinfer(*cmd)
     assert first.returncode == 0, first.stderr
-    ggufs = list(cache.glob("demo-mistral-*-Q8_0.gguf"))
+    ggufs = list(cache.glob("demo-mistral-*-Q4_K_M.gguf"))
     assert len(ggufs) == 1 and ggufs[0].stat().st_size > 1e6
     assert "converted in" in first.stdout
     answer = first.stdout.split("  answer   ", 1)[1].split("\n", 1)[0]
