@@ -254,9 +254,9 @@ def parse_tool_calls(text):
     calls = []
     for c in data:
         args = c.get("arguments", {})
+        args = args if isinstance(args, str) else _json(args)
         call_id = c.get("id") if isinstance(c.get("id"), str) and c.get("id") else uuid.uuid4().hex[:9]
-        calls.append({"id": call_id, "type": "function",
-                      "function": {"name": c["name"], "arguments": args if isinstance(args, str) else _json(args)}})
+        calls.append({"id": call_id, "type": "function", "function": {"name": c["name"], "arguments": args}})
     return calls
 
 

@@ -15,6 +15,7 @@ from qinfer import chat_formats, chat_template
 from qinfer.convert.spm_metadata import spm_metadata
 from qinfer.errors import QinferError, UnsupportedError
 from qinfer.tokenizer import from_gguf
+from chat_conversations import CALL, CONVERSATIONS, WEATHER
 from tiny_checkpoints import demo_tokenizer_bytes
 
 mistral_common = pytest.importorskip("mistral_common")
@@ -26,41 +27,6 @@ DATA = os.path.join(os.path.dirname(mistral_common.__file__), "data")
 SPM_FILES = sorted(os.path.basename(f) for f in glob.glob(os.path.join(DATA, "*.model*")))
 TEKKEN_FILES = sorted(os.path.basename(f) for f in glob.glob(os.path.join(DATA, "tekken*.json")))
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-CALL = {"id": "abc123def", "type": "function",
-        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}
-
-# name -> (messages, tools); every conversation ends where the assistant answers next.
-CONVERSATIONS = {
-    "single turn": ([{"role": "user", "content": "Hello!"}], None),
-    "system prompt": ([{"role": "system", "content": "Answer in French."},
-                       {"role": "user", "content": "What is a list?"}], None),
-    "multi turn": ([{"role": "system", "content": "Be brief."},
-                    {"role": "user", "content": "Hi there"},
-                    {"role": "assistant", "content": "Hello! How can I help?  "},
-                    {"role": "user", "content": "What is 2+2?"},
-                    {"role": "user", "content": "And 3+3?"},            # merged with the one before
-                    {"role": "assistant", "content": "4, then 6."},
-                    {"role": "user", "content": "Thanks.\n\nBye"}], None),
-    "leading spaces and unicode": ([{"role": "user", "content": "  Grüße, 你好 🙂\ttabs"}], None),
-    "tools": ([{"role": "system", "content": "Use tools."},
-               {"role": "user", "content": "Hi"},
-               {"role": "assistant", "content": "Hello!"},
-               {"role": "user", "content": "Weather in Paris?"},
-               {"role": "assistant", "content": None, "tool_calls": [CALL]},
-               {"role": "tool", "tool_call_id": "abc123def", "name": "get_weather", "content": "{\"temp\": 21}"},
-               {"role": "assistant", "content": "It is 21 degrees."},
-               {"role": "user", "content": "Thanks"}], [WEATHER]),
-    "tool result last": ([{"role": "user", "content": "Weather in Paris?"},
-                          {"role": "assistant", "content": "", "tool_calls": [CALL]},
-                          {"role": "tool", "tool_call_id": "abc123def", "name": "get_weather",
-                           "content": "sunny"}], [WEATHER]),
-    # Text that spells control tokens stays text: mistral-common never parses it.
-    "control strings in text": ([{"role": "user", "content": "Write [INST] and </s> literally."}], None),
-}
-WITH_TOOLS = ("tools", "tool result last")
 
 
 def spm_gguf_metadata(model_bytes):
@@ -178,34 +144,6 @@ def test_tekken_prompt_text_equals_mistral_common(name):
         ids = reference(mt, messages, tools).tokens
         text = mt.instruct_tokenizer.tokenizer.decode(ids, special_token_policy=SpecialTokenPolicy.KEEP)
         assert chat_template.render(md, messages, tools=tools) == text, conversation
-
-
-@pytest.fixture(scope="module")
-def tekken_case():
-    """The tekken_240718 vocabulary converted as qinfer's converter does, and qinfer's
-    BPE tokenizer on it (both arrive with the tekken converter/tokenizer work)."""
-    vocab = pytest.importorskip("qinfer.convert.vocab", reason="tekken conversion not in this tree")
-    name = "tekken_240718.json"
-    v = vocab.tekken_metadata(json.load(open(os.path.join(DATA, name))), 131072, name)
-    md = {"tokenizer.ggml.model": v["model"], "tokenizer.ggml.pre": v["pre"], "tokenizer.ggml.tokens": v["tokens"],
-          "tokenizer.ggml.token_type": v["types"], "tokenizer.ggml.merges": v["merges"],
-          "tokenizer.ggml.bos_token_id": v["bos"], "tokenizer.ggml.eos_token_id": v["eos"]}
-    try:
-        tok = from_gguf(md)
-    except UnsupportedError as exc:
-        pytest.skip(str(exc))
-    return md, tok, MistralTokenizer.from_file(os.path.join(DATA, name))
-
-
-@pytest.mark.parametrize("conversation", CONVERSATIONS)
-def test_tekken_prompt_ids_equal_mistral_common(tekken_case, conversation):
-    md, tok, mt = tekken_case
-    messages, tools = CONVERSATIONS[conversation]
-    ref = reference(mt, messages, tools).tokens
-    assert chat_template.encode(md, tok, messages, tools) == ref
-    if conversation != "control strings in text":
-        assert tok.encode(chat_template.render(md, messages, tools=tools), add_bos=False,
-                          parse_special=True) == ref
 
 
 # -- choosing the format -------------------------------------------------------------------------------

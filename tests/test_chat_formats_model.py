@@ -61,7 +61,7 @@ def test_multi_turn_chat_evaluates_only_new_tokens(gguf, template):
     model = qinfer.load(gguf, n_ctx=512)
     if template:
         model.metadata = {**model.metadata, "tokenizer.chat_template": template}
-    messages, history = [], []
+    messages, history, previous = [], [], None
     for turn, question in enumerate(QUESTIONS):
         messages.append({"role": "user", "content": question})
         ids = chat_prompt_ids(model, messages)
