@@ -6,8 +6,9 @@ tensor storage's bytes are the member `<prefix>/data/<key>`, stored uncompressed
 Unpickling an arbitrary pickle runs arbitrary code, so the unpickler here knows
 exactly the globals a state dict of tensors needs and returns its own inert
 stand-ins for them: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`
-(and `_rebuild_parameter`, which wraps a tensor), and the typed storage classes
-torch 2.x names in persistent ids. Anything else is refused by name before it is
+(and `_rebuild_parameter` and `torch._tensor._rebuild_from_type_v2` with
+`torch.Tensor`, which wrap it for parameters and for tensors carrying Python
+attributes), and the typed storage classes torch 2.x names in persistent ids. Anything else is refused by name before it is
 looked up. Tensors come back as the same lazy TensorRef the safetensors reader
 returns: a byte range of the file (or of the tar holding it), memory-mapped only
 when converted, so nothing is copied.
@@ -163,6 +164,15 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     return data
 
 
+def _rebuild_from_type_v2(func, new_type, args, state):
+    # torch.save's form for a tensor carrying Python attributes (t.foo = ...): the
+    # plain rebuild, then the attributes (`state`), which say nothing about its values.
+    if func is not ALLOWED[("torch._utils", "_rebuild_tensor_v2")] or new_type is not _TENSOR \
+            or not isinstance(args, tuple):
+        raise FormatError("a tensor is rebuilt as something other than a plain torch.Tensor")
+    return func(*args)
+
+
 def _ordered_dict(*args):
     if args:
         raise FormatError("OrderedDict is called with arguments")
@@ -174,7 +184,11 @@ ALLOWED = {("collections", "OrderedDict"): _Global("collections.OrderedDict", _o
                                                            _rebuild_tensor_v2),
            ("torch._utils", "_rebuild_parameter"): _Global("torch._utils._rebuild_parameter",
                                                            _rebuild_parameter)}
+_TENSOR = _Global("torch.Tensor")       # only ever compared against, never called
 ALLOWED.update({("torch", name): _Global(f"torch.{name}", dtype=dtype) for name, dtype in STORAGES.items()})
+ALLOWED[("torch", "Tensor")] = _TENSOR
+ALLOWED[("torch._tensor", "_rebuild_from_type_v2")] = _Global("torch._tensor._rebuild_from_type_v2",
+                                                              _rebuild_from_type_v2)
 
 
 class _StateDictUnpickler(pickle.Unpickler):

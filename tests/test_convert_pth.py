@@ -93,7 +93,8 @@ def test_disjoint_shards_merge_and_overlapping_shards_are_refused(tmp_path):
 @st.composite
 def state_dicts(draw):
     """Tensors of every storage dtype torch names, with views that share a storage at
-    an offset (slices along dim 0), scalars, empty tensors and Parameters."""
+    an offset (slices along dim 0), scalars, empty tensors, Parameters and tensors
+    carrying Python attributes."""
     out = OrderedDict()
     for i in range(draw(st.integers(1, 5))):
         dtype = draw(st.sampled_from(DTYPES))
@@ -105,6 +106,10 @@ def state_dicts(draw):
             out[f"t{i}.view"] = t[draw(st.integers(1, shape[0] - 1)):]     # same storage, offset
         if draw(st.booleans()) and dtype.is_floating_point:
             out[f"t{i}.param"] = torch.nn.Parameter(t.clone(), requires_grad=False)
+        if draw(st.booleans()):
+            tagged = t.clone()
+            tagged.note = draw(st.sampled_from([1, "x", [2.5]]))   # saved via _rebuild_from_type_v2
+            out[f"t{i}.tagged"] = tagged
     return out
 
 
@@ -201,6 +206,11 @@ def test_pickle_cannot_alter_the_allowed_globals(tmp_path):
     evil = b"\x80\x02ctorch\nBFloat16Storage\n}X\x05\x00\x00\x00dtypeX\x03\x00\x00\x00F32sb."
     with pytest.raises(FormatError, match="set the state of torch.BFloat16Storage"):
         read_pth(str(_zip_pth(tmp_path / "build.pth", evil)))
+    # _rebuild_from_type_v2 may only wrap the plain tensor rebuild, here it is handed
+    # OrderedDict as the function to call
+    redirect = b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n(ccollections\nOrderedDict\nctorch\nTensor\n)}tR."
+    with pytest.raises(FormatError, match="rebuilt as something other than a plain torch.Tensor"):
+        read_pth(str(_zip_pth(tmp_path / "redirect.pth", redirect)))
     torch.save({"w": torch.arange(6, dtype=torch.bfloat16)}, tmp_path / "good.pth")
     ref = read_pth(str(tmp_path / "good.pth"))["w"]
     assert ref.dtype == "BF16" and ref.float32().tolist() == list(range(6))
