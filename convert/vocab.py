@@ -83,11 +83,13 @@ def _tekken_specials(data, n_special, version, where):
         names = list(LEGACY_TEKKEN_SPECIALS)
     else:
         try:
-            names = [t["token_str"] for t in sorted(listed, key=lambda t: t["rank"])]
-            if [t["rank"] for t in sorted(listed, key=lambda t: t["rank"])] != list(range(len(names))):
-                raise FormatError(f"{where}: special token ranks are not 0..{len(names) - 1}")
+            listed = sorted(listed, key=lambda t: t["rank"])
+            names = [t["token_str"] for t in listed]
+            ranks = [t["rank"] for t in listed]
         except (TypeError, KeyError):
             raise FormatError(f"{where}: malformed special_tokens list") from None
+        if ranks != list(range(len(names))) or not all(isinstance(n, str) and n for n in names):
+            raise FormatError(f"{where}: special tokens are not named strings of ranks 0..{len(names) - 1}")
     if len(names) > n_special or len(set(names)) != len(names):
         raise FormatError(f"{where}: {len(names)} special tokens (duplicates or more than "
                           f"default_num_special_tokens = {n_special})")
@@ -104,17 +106,19 @@ def tekken_metadata(data, n_vocab, where):
         n_special = int(cfg["default_num_special_tokens"])
         default_size = int(cfg["default_vocab_size"])
         version = cfg.get("version")
-    except (TypeError, KeyError, ValueError) as exc:
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise FormatError(f"{where}: not a tekken tokenizer file (missing {exc})") from None
+    if not isinstance(vocab, list):
+        raise FormatError(f"{where}: vocab is not a list")
     if pattern != PATTERNS["tekken"]:
         raise UnsupportedError(f"{where}: tekken pre-tokenizer pattern differs from Mistral's "
                                "published one, which llama.cpp and qinfer hard-code")
-    specials = _tekken_specials(data, n_special, version, where)
     keep = min(n_vocab, default_size)
     n_inner = keep - n_special
-    if n_inner < 256 or n_inner > len(vocab):
+    if n_special < 0 or n_inner < 256 or n_inner > len(vocab):
         raise FormatError(f"{where}: {keep} tokens kept (model vocab {n_vocab}, file default "
                           f"{default_size}) do not fit {n_special} special + {len(vocab)} regular tokens")
+    specials = _tekken_specials(data, n_special, version, where)
     token_bytes = []
     try:
         for i, entry in enumerate(vocab[:n_inner]):
@@ -140,7 +144,11 @@ def tekken_metadata(data, n_vocab, where):
 
 def _hf_pre(data, where):
     """tokenizer.ggml.pre for a byte-level BPE tokenizer.json, or a clear refusal."""
+    if not isinstance(data, dict):
+        raise FormatError(f"{where}: not a tokenizers JSON object")
     model, pre_tok = data.get("model") or {}, data.get("pre_tokenizer") or {}
+    if not isinstance(model, dict) or not isinstance(pre_tok, dict):
+        raise FormatError(f"{where}: model and pre_tokenizer must be JSON objects")
     if model.get("type") != "BPE":
         raise UnsupportedError(f"{where}: tokenizer model {model.get('type')!r} is not supported "
                                "(byte-level BPE is)")
@@ -150,12 +158,15 @@ def _hf_pre(data, where):
     if data.get("normalizer"):
         raise UnsupportedError(f"{where}: tokenizer.json with a normalizer is not supported")
     parts = pre_tok.get("pretokenizers") if pre_tok.get("type") == "Sequence" else [pre_tok]
-    kinds = [p.get("type") for p in parts or []]
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise FormatError(f"{where}: malformed pre_tokenizer sequence")
+    kinds = [p.get("type") for p in parts]
     if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
         return "gpt-2"
     if kinds == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
         split = parts[0]
-        if ((split.get("pattern") or {}).get("Regex") == PATTERNS["tekken"] and not split.get("invert")
+        pattern = split.get("pattern")
+        if (isinstance(pattern, dict) and pattern.get("Regex") == PATTERNS["tekken"] and not split.get("invert")
                 and str(split.get("behavior")).lower() == "isolated"):
             return "tekken"
     raise UnsupportedError(f"{where}: pre-tokenizer {kinds} is not supported (tekken's Split + "
@@ -174,6 +185,10 @@ def hf_tokenizer_metadata(data, n_vocab, where):
         merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
     except (TypeError, KeyError, ValueError, AttributeError):
         raise FormatError(f"{where}: malformed BPE model or added_tokens") from None
+    if any(i < 0 for i in by_id) or not all(isinstance(t, str) and t for t, _ in by_id.values()):
+        raise FormatError(f"{where}: a token has a negative id or an empty or non-string text")
+    if not all(" " in m[1:] for m in merges):
+        raise FormatError(f"{where}: a merge is not two tokens")
     size = max(by_id) + 1 if by_id else 0
     if size > n_vocab:
         raise FormatError(f"{where}: tokenizer has {size} tokens but the model only {n_vocab} embeddings")

@@ -1,6 +1,7 @@
 """The sentencepiece tokenizer rebuilt from GGUF metadata equals sentencepiece
 (the oracle; REFERENCE §12), and decoding inverts encoding. llama.cpp's parity
 on the same vocabularies, written by the converter, is in test_vocab.py."""
+import functools
 import glob
 import os
 
@@ -36,6 +37,7 @@ def _metadata(model_bytes):
 SOURCES = {os.path.basename(f): f for f in _files()}
 
 
+@functools.lru_cache(maxsize=None)   # parsed once per file, not per hypothesis example
 def _load(name):
     data = demo_tokenizer_bytes() if name == "demo" else open(SOURCES[name], "rb").read()
     return _metadata(data)

@@ -9,6 +9,8 @@ import os
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
 import qinfer
@@ -20,12 +22,12 @@ from qinfer.chat_template import render
 from qinfer.convert.api import convert
 from qinfer.convert.sources import Member
 from qinfer.convert.vocab import vocab_metadata
-from qinfer.errors import UnsupportedError
+from qinfer.errors import QinferError, UnsupportedError
 from qinfer.generation import GenerationStats
 from qinfer.gguf_file import GGUFFile
 from qinfer.tokenizer import from_gguf
 from tiny_checkpoints import demo_tokenizer_bytes, write_forms
-from vocab_gguf import gguf_metadata, write_vocab_gguf
+from vocab_gguf import as_metadata, gguf_metadata, write_vocab_gguf
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -230,3 +232,60 @@ def test_tokenizer_config_beside_a_sentencepiece_model(tmp_path):
     tok = from_gguf(md)
     assert tok.encode("hello")[-1] == v["eos"] and tok.encode("hello")[0] != v["bos"]
     assert _llama(g).tokenize(b"hello", add_bos=True, special=False) == tok.encode("hello")
+
+
+# ---- hostile JSON ---------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 400) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+def _mutate(data, doc):
+    """`doc` with one value somewhere in it replaced by random JSON, or deleted."""
+    doc = json.loads(json.dumps(doc))
+    parent, key = None, None
+    node = doc
+    while isinstance(node, (dict, list)) and node and data.draw(st.booleans()):
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        parent, key = node, data.draw(st.sampled_from(keys))
+        node = node[key]
+    if parent is None:
+        return data.draw(JSON_VALUES)
+    if data.draw(st.booleans()):
+        parent[key] = data.draw(JSON_VALUES)
+    else:
+        del parent[key]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def small_json_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small_json")
+    hf = json.loads(hf_tekken_tokenizer(TEKKEN, 300, SPECIALS, root).to_str())
+    with open(TEKKEN, encoding="utf-8") as f:
+        tekken = json.load(f)
+    cfg = dict(tekken["config"], default_vocab_size=320, num_vocab_tokens=300)
+    return {"tokenizer.json": hf, "tekken.json": {"config": cfg, "vocab": tekken["vocab"][:300]}}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_tokenizer_files_convert_or_fail_clearly(small_json_files, tmp_path, data):
+    name = data.draw(st.sampled_from(sorted(small_json_files)))
+    doc = _mutate(data, small_json_files[name])
+    path = tmp_path / name
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        v = vocab_metadata(_member(path), 320, "ck")
+    except QinferError as exc:
+        assert str(exc).startswith("ck:") and "\n" not in str(exc)
+        return
+    assert len(v["tokens"]) == len(v["types"]) == 320
+    try:
+        tok = from_gguf(as_metadata(v))
+    except QinferError:
+        return
+    ids = tok.encode("Hello wörld 🙂 [INST]", parse_special=True)
+    assert all(0 <= i < 320 for i in ids)

@@ -31,3 +31,19 @@ def gguf_metadata(path):
         return dict(f.metadata)
     finally:
         f.close()
+
+
+def as_metadata(vocab):
+    """The GGUF metadata keys write_vocab would write for `vocab`, without a file."""
+    md = {"tokenizer.ggml.model": vocab["model"], "tokenizer.ggml.pre": vocab["pre"],
+          "tokenizer.ggml.tokens": vocab["tokens"], "tokenizer.ggml.token_type": vocab["types"],
+          "tokenizer.ggml.add_bos_token": vocab.get("add_bos", True),
+          "tokenizer.ggml.add_eos_token": vocab.get("add_eos", False)}
+    for key, name in (("scores", "scores"), ("merges", "merges"), ("add_space_prefix", "add_space_prefix")):
+        if key in vocab:
+            md[f"tokenizer.ggml.{name}"] = vocab[key]
+    for key, name in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"),
+                      ("pad", "padding_token_id")):
+        if vocab.get(key, -1) >= 0:
+            md[f"tokenizer.ggml.{name}"] = vocab[key]
+    return md
