@@ -238,8 +238,15 @@ def chat_prompt_ids(model, messages, tools=None):
     repeats it after the same prompt, keeps the ids it was generated as."""
     from .chat_template import encode
 
-    return encode(model.metadata, model.tokenizer, _check_messages(messages), _check_tools(tools),
-                  replies=getattr(model, "chat_replies", None))
+    messages, tools = _check_messages(messages), _check_tools(tools)
+    try:
+        return encode(model.metadata, model.tokenizer, messages, tools,
+                      replies=getattr(model, "chat_replies", None))
+    except QinferError as exc:
+        path = getattr(model, "path", None)
+        if path:   # name the file whose format or vocabulary could not take this conversation
+            raise type(exc)(f"{path}: {exc}") from None
+        raise
 
 
 def _model_name(model):

@@ -182,3 +182,14 @@ def test_without_tools_the_same_reply_is_plain_text(v3):
     out = chat(tool_call_model(v3, messages, tools=()), messages, temperature=0)
     assert out["choices"][0]["message"] == {"role": "assistant", "content": CALL_JSON}
     assert out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_conversation_the_format_cannot_take_names_the_file(gguf):
+    from qinfer.errors import UnsupportedError
+
+    model = qinfer.load(gguf, n_ctx=64)
+    with pytest.raises(UnsupportedError, match=r"demo-Q8_0\.gguf: the mistral-v1 chat format has no tool"):
+        model.chat([{"role": "user", "content": "Weather?"}], tools=[WEATHER])
+    model.metadata = {**model.metadata, "tokenizer.chat_template": "mistral-v7"}
+    with pytest.raises(UnsupportedError, match=r"demo-Q8_0\.gguf: .*no \[SYSTEM_PROMPT\] control token"):
+        model.chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
