@@ -19,7 +19,7 @@ from qinfer.convert.vocab import LEGACY_TEKKEN_SPECIALS, tekken_metadata, vocab_
 from qinfer.errors import FormatError, UnsupportedError
 from qinfer.generation_text import stream_decoder
 from qinfer.tokenizer import from_gguf
-from qinfer.tokenizer.pretokenize import split_words
+from qinfer.tokenizer.pretokenize import PATTERNS, split_words
 from vocab_gguf import gguf_metadata, write_vocab_gguf
 
 
@@ -250,3 +250,16 @@ def test_vocabularies_the_runtime_cannot_run_are_refused(vocab):
         from_gguf({**md, "tokenizer.ggml.pre": "llama-bpe"})
     with pytest.raises(UnsupportedError, match="tokenizer model 'bert'"):
         from_gguf({**md, "tokenizer.ggml.model": "bert"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn")), max_size=40)
+       | st.text(alphabet=" \t\r\n\x0b\x0c\x1c\x85\xa0\u2028\u3000aZ9é.'/", max_size=30))
+def test_pre_tokenizer_equals_the_regex_module(text):
+    # Python's re with \p classes expanded from unicodedata splits as the `regex`
+    # module runs the original patterns (\s as Unicode White_Space in both). Code
+    # points unassigned in Python's Unicode 14 tables (Cn) are left out: newer
+    # tables, as the regex module's, may give them a letter category.
+    regex = pytest.importorskip("regex")
+    for pre, pattern in PATTERNS.items():
+        assert split_words(pre, text) == regex.findall(pattern, text), pre

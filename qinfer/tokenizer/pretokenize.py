@@ -52,37 +52,32 @@ def byte_encode(text):
 
 
 @functools.lru_cache(maxsize=None)
-def _category_points():
-    """{two-letter category: sorted code points}, surrogates excluded."""
-    cats = {}
+def _category_ranges():
+    """{two-letter category: [[first, last] code point runs]}, surrogates excluded.
+    Only the runs are kept (a few thousand), not the 1.1 million code points."""
+    runs = {}
     category = unicodedata.category
     for cp in range(sys.maxunicode + 1):
-        cats.setdefault(category(chr(cp)), []).append(cp)
-    cats.pop("Cs", None)
-    return cats
-
-
-def _ranges(points):
-    """Character-class body for sorted code points, as compact escaped ranges."""
-    parts, start, prev = [], None, None
-    for cp in points:
-        if start is None:
-            start = prev = cp
-        elif cp == prev + 1:
-            prev = cp
+        r = runs.setdefault(category(chr(cp)), [])
+        if r and r[-1][1] == cp - 1:
+            r[-1][1] = cp
         else:
-            parts.append((start, prev))
-            start = prev = cp
-    if start is not None:
-        parts.append((start, prev))
-    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in parts)
+            r.append([cp, cp])
+    runs.pop("Cs", None)
+    return runs
 
 
 @functools.lru_cache(maxsize=None)
 def _class_body(name):
-    cats = _category_points()
-    names = _GROUPS.get(name, (name,))
-    return _ranges(sorted(cp for n in names for cp in cats.get(n, ())))
+    """Character-class body (escaped ranges) for \\p{name}: a category or a group of them."""
+    runs = _category_ranges()
+    merged = []
+    for a, b in sorted(r for n in _GROUPS.get(name, (name,)) for r in runs.get(n, ())):
+        if merged and a == merged[-1][1] + 1:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in merged)
 
 
 def translate(pattern):
