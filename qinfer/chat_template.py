@@ -17,7 +17,8 @@ convention: a sentencepiece vocabulary puts a space in front of the text after
 a control token by itself, so none is written), as long as the texts
 themselves contain no control-token strings.
 """
-from .chat_formats import Control, Reply, control_pieces, format_from_vocabulary, metadata_list, named_format
+from .chat_formats import (NAMED_FORMATS, Control, Reply, control_pieces, format_from_vocabulary, metadata_list,
+                           named_format)
 from .errors import QinferError, UnsupportedError
 
 
@@ -71,9 +72,14 @@ def render(metadata, messages, add_generation_prompt=True, tools=None):
     """The prompt as one string (for jinja templates: the template's output)."""
     parts = segments(metadata, messages, tools)
     if parts is None:
+        template = metadata["tokenizer.chat_template"]
+        if "{" not in template:
+            # llama.cpp also accepts names of its built-in templates here; rendered
+            # as jinja, a name would be the whole prompt.
+            raise UnsupportedError(f"chat template {template.strip()!r} is a template name qinfer does not "
+                                   f"know (it knows {', '.join(NAMED_FORMATS)})")
         bos, eos = _special_pieces(metadata)
-        return _render_jinja(metadata["tokenizer.chat_template"], messages, add_generation_prompt, bos, eos,
-                             tools)
+        return _render_jinja(template, messages, add_generation_prompt, bos, eos, tools)
     # A sentencepiece tokenizer puts a space before a text that follows a
     # control token, as mistral-common's separate encodes do; two texts in a
     # row (v1: "[INST] q [/INST]" then the answer) need it written out.

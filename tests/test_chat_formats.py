@@ -182,6 +182,9 @@ def test_a_jinja_template_is_rendered_in_a_sandbox():
     evil = {**md, "tokenizer.chat_template": "{{ messages.__class__.__mro__ }}"}
     with pytest.raises(QinferError, match="chat template failed"):
         chat_template.render(evil, messages)
+    # A name of another llama.cpp built-in template is refused, not printed as the prompt.
+    with pytest.raises(UnsupportedError, match="'chatml' is a template name qinfer does not know"):
+        chat_template.render({**md, "tokenizer.chat_template": "chatml"}, messages)
 
 
 @pytest.mark.parametrize("file, tekken_version, name", [
