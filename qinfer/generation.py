@@ -234,8 +234,8 @@ def _check_tools(tools):
 
 def chat_prompt_ids(model, messages, tools=None):
     """Token ids of the conversation in the model's chat format, ready for the
-    assistant's reply. The model's own last answer, when the conversation
-    repeats it after the same prompt, keeps the ids it was generated as."""
+    assistant's reply. An answer this model gave (model.chat_replies), where the
+    conversation repeats it after the same prompt, keeps the ids it was generated as."""
     from .chat_template import encode
 
     messages, tools = _check_messages(messages), _check_tools(tools)
