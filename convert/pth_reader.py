@@ -229,6 +229,11 @@ def _member_data(window, info):
         raise FormatError(f"member {_printable(info.filename)} has no local header where the "
                           "central directory says")
     _, name_len, extra_len = _LOCAL_HEADER.unpack(raw)
+    # The local header must name the member too: a central directory that points two
+    # members at one local header would otherwise alias storages silently.
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    if window.read(name_len) != info.orig_filename.encode(encoding, "surrogateescape"):
+        raise FormatError(f"member {_printable(info.filename)}: its local header names another file")
     start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
     if start + info.file_size > window.size:
         raise FormatError(f"member {_printable(info.filename)} runs past the end of the file")

@@ -3,9 +3,11 @@
 torch writes the files here (torch.save) and is the oracle for their values;
 the reader itself must work, and refuse anything but tensors, without it.
 """
+import io
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -216,6 +218,21 @@ def test_pickle_cannot_alter_the_allowed_globals(tmp_path):
     assert ref.dtype == "BF16" and ref.float32().tolist() == list(range(6))
 
 
+def _point_member_at(data, member, target):
+    """The zip `data` with the central directory entry of `member` pointing at the
+    local header of `target` (names relative to the checkpoint's folder)."""
+    data = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+        infos = {i.filename.split("/", 1)[1]: i for i in z.infolist()}
+        pos = z.start_dir
+    while data[pos:pos + 4] == b"PK\x01\x02":       # central directory entries
+        n, m, k = struct.unpack("<HHH", data[pos + 28:pos + 34])
+        if bytes(data[pos + 46:pos + 46 + n]).decode() == infos[member].filename:
+            data[pos + 42:pos + 46] = struct.pack("<I", infos[target].header_offset)
+        pos += 46 + n + m + k
+    return bytes(data)
+
+
 def test_malformed_checkpoints_are_refused(tmp_path):
     w = torch.arange(12, dtype=torch.bfloat16).reshape(3, 4)
     torch.save({"w": w.t()}, tmp_path / "strided.pth")
@@ -235,6 +252,9 @@ def test_malformed_checkpoints_are_refused(tmp_path):
     _zip_pth(tmp_path / "big_endian.pth", pkl, {"0": storage}, byteorder=b"big")
     _zip_pth(tmp_path / "short_storage.pth", pkl, {"0": storage[:-2]})
     _zip_pth(tmp_path / "no_storage.pth", pkl)
+    two = tmp_path / "two.pth"
+    torch.save({"w": w, "v": w + 1}, two)
+    (tmp_path / "aliased.pth").write_bytes(_point_member_at(two.read_bytes(), "data/1", "data/0"))
     cases = {"strided.pth": (UnsupportedError, "only contiguous"),
              "legacy.pth": (UnsupportedError, "legacy (before 1.6) format"),
              "nested.pth": (FormatError, "'model' is not a named tensor"),
@@ -242,7 +262,8 @@ def test_malformed_checkpoints_are_refused(tmp_path):
              "deflated.pth": (UnsupportedError, "is compressed"),
              "big_endian.pth": (UnsupportedError, "not little-endian"),
              "short_storage.pth": (FormatError, "claims 12 BF16 elements"),
-             "no_storage.pth": (FormatError, "no data/0 member")}
+             "no_storage.pth": (FormatError, "no data/0 member"),
+             "aliased.pth": (FormatError, "data/1: its local header names another file")}
     for fname, (kind, text) in cases.items():
         with pytest.raises(kind) as exc:
             read_pth(str(tmp_path / fname))
