@@ -289,3 +289,37 @@ def test_mutated_tokenizer_files_convert_or_fail_clearly(small_json_files, tmp_p
         return
     ids = tok.encode("Hello wörld 🙂 [INST]", parse_special=True)
     assert all(0 <= i < 320 for i in ids)
+
+
+# ---- the converter's vocabulary equals llama.cpp's gguf-py MistralVocab -----------------
+
+@pytest.mark.parametrize("name, as_name", [("tekken_240911.json", "tekken.json"),
+                                           ("tokenizer.model.v1", "tokenizer.model.v1"),
+                                           ("mistral_instruct_tokenizer_240323.model.v3", "tokenizer.model.v3"),
+                                           ("mistral_instruct_tokenizer_241114.model.v7", "tokenizer.model.v7")])
+def test_vocab_equals_gguf_py_mistral_vocab(name, as_name, tmp_path):
+    from pathlib import Path
+
+    from gguf.vocab import MistralVocab
+
+    path = tmp_path / as_name
+    if as_name == "tekken.json":
+        # the real file cut to its first 7000 ranks (8000 tokens with the 1000 controls),
+        # so that gguf-py's merge reconstruction takes a second, not ten
+        with open(os.path.join(DATA, name), encoding="utf-8") as f:
+            data = json.load(f)
+        data["vocab"] = data["vocab"][:7000]
+        data["config"].update(num_vocab_tokens=7000, default_vocab_size=8000)
+        path.write_text(json.dumps(data), encoding="utf-8")
+    else:
+        path.write_bytes(open(os.path.join(DATA, name), "rb").read())
+    ref = MistralVocab(Path(tmp_path))
+    v = vocab_metadata(_member(path), ref.vocab_size, "ck")
+    tokens = list(ref.all_tokens())
+    assert v["model"] == ref.gguf_tokenizer_model
+    assert v["tokens"] == [t.decode("utf-8") for t, _, _ in tokens]
+    assert v["scores"] == [s for _, s, _ in tokens]
+    assert v["types"] == [int(ty) for _, _, ty in tokens]
+    assert (v["bos"], v["eos"], v["unk"]) == (ref.bos_id, ref.eos_id, ref.unk_id)
+    if v["model"] == "gpt2":
+        assert v["pad"] == ref.pad_id and v["merges"] == ref.extract_vocab_merges_from_model()
