@@ -20,7 +20,7 @@ from qinfer.errors import FormatError, UnsupportedError
 from qinfer.generation_text import stream_decoder
 from qinfer.tokenizer import from_gguf
 from qinfer.tokenizer.pretokenize import PATTERNS, split_words
-from vocab_gguf import gguf_metadata, write_vocab_gguf
+from vocab_gguf import as_metadata, gguf_metadata, write_vocab_gguf
 
 
 def _tekken_files():
@@ -263,3 +263,23 @@ def test_pre_tokenizer_equals_the_regex_module(text):
     regex = pytest.importorskip("regex")
     for pre, pattern in PATTERNS.items():
         assert split_words(pre, text) == regex.findall(pattern, text), pre
+
+
+def test_file_with_its_own_special_token_list(tmp_path):
+    # newer tekken files (v11+) list their special tokens; the rest are <SPECIAL_n> fillers
+    data = _small_tekken()
+    named = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[THINK]", "[/THINK]", "<pad>"]
+    data["special_tokens"] = [{"rank": i, "token_str": t, "is_control": True} for i, t in enumerate(named)]
+    data["config"]["version"] = "v13"
+    member = _tekken_member(tmp_path, data, "tekken_v13.json")
+    oracle = Tekkenizer.from_file(member.path)
+    meta = vocab_metadata(member, oracle.n_words, "ck")
+    assert meta["tokens"][:20] == [oracle.id_to_piece(i) for i in range(20)]
+    assert (meta["bos"], meta["eos"], meta["pad"]) == (oracle.bos_id, oracle.eos_id, oracle.pad_id)
+    tok = from_gguf(as_metadata(meta))
+    text = "[THINK]the hello[/THINK]<SPECIAL_12> hello"
+    assert tok.encode(text, add_bos=False, parse_special=True) == [
+        5, *oracle.encode("the hello", bos=False, eos=False), 6, 12, *oracle.encode(" hello", bos=False, eos=False)]
+    del data["special_tokens"]
+    with pytest.raises(FormatError, match="version v13 needs a special_tokens list"):
+        vocab_metadata(_tekken_member(tmp_path, data), oracle.n_words, "ck")
