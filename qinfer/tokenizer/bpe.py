@@ -22,14 +22,13 @@ class BpeTokenizer:
             raise UnsupportedError(f"BPE pre-tokenizer {pre!r} is not supported "
                                    f"(supported: {', '.join(sorted(PATTERNS))})")
         self.tokens = list(tokens)
-        self.types = list(types) if types else [NORMAL] * len(self.tokens)
+        self.types = [int(t) for t in types] if len(types) else [NORMAL] * len(self.tokens)
         self.pre = pre
         self.ignore_merges = pre in IGNORE_MERGES
         self.bos_id, self.eos_id, self.unk_id = bos_id, eos_id, unk_id
         self.add_bos, self.add_eos = add_bos, add_eos
-        self.piece_to_id = {}
-        for i, t in enumerate(self.tokens):
-            self.piece_to_id.setdefault(t, i)
+        # a text listed twice maps to its last id, as in llama.cpp's token_to_id
+        self.piece_to_id = {t: i for i, t in enumerate(self.tokens)}
         self.ranks = {}
         for r, m in enumerate(merges):
             # llama.cpp splits at the first space after the first character
