@@ -13,6 +13,7 @@ from qinfer import quants
 from qinfer.errors import QinferError
 
 from .gguf_out import check_destination, write_gguf
+from .imatrix import for_tensor, load_imatrix
 from .md5sums import verify_published_md5
 from .model_params import from_hf, from_mistral
 from .names import plan
@@ -53,15 +54,17 @@ def _write_metadata(w, p, ftype, name, vocab):
     write_vocab(w, vocab)
 
 
-def _encode(pt, ttype, quantizer):
-    """Bytes of one planned tensor in type `ttype`, one expert slice at a time."""
+def _encode(pt, ttype, quantizer, imatrix=None):
+    """Bytes of one planned tensor in type `ttype`, one expert slice at a time;
+    imatrix: None or float32 [n_experts (or 1), n_per_row]."""
     parts = []
     for e in (range(len(pt.sources)) if len(pt.sources) > 1 else [None]):
         x = pt.expert(e)
         if x.ndim == 1:
             parts.append(x.astype(np.float32).view(np.uint8))
         else:
-            parts.append(quants.quantize(x, ttype, quantizer).reshape(-1))
+            im = None if imatrix is None else imatrix[e or 0]
+            parts.append(quants.quantize(x, ttype, quantizer, im).reshape(-1))
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
@@ -74,8 +77,7 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
     ftype = file_type(type)
     if quantizer not in quants.QUANTIZERS:
         raise QinferError(f"unknown quantizer {quantizer!r}; use one of {', '.join(quants.QUANTIZERS)}")
-    if imatrix is not None:
-        raise QinferError("--imatrix is not supported by this converter yet")
+    imatrix = None if imatrix is None else load_imatrix(imatrix)
     out = check_destination(out, force)
     ck = open_checkpoint(src)
     if verify_md5:
@@ -96,10 +98,13 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
         vocab["chat_template"] = converter_template_name(ck.tokenizer().name, ck.tokenizer().read)
     # -- end chat template
     names = sorted(planned, key=_order)
-    types = {n: tensor_type(n, planned[n].shape, ftype, params) for n in names}
+    types = {n: tensor_type(n, planned[n].shape, ftype, params, imatrix is not None) for n in names}
 
     def produce(n):
-        return lambda: _encode(planned[n], types[n], quantizer)
+        pt = planned[n]
+        im = for_tensor(imatrix, n, pt.shape[-1], max(1, len(pt.sources)), ck.label) \
+            if len(pt.shape) >= 2 else None
+        return lambda: _encode(pt, types[n], quantizer, im)
 
     entries = [(n, planned[n].shape, types[n], produce(n), int(np.prod(planned[n].shape)) * 4)
                for n in names]

@@ -33,8 +33,9 @@ def _fallback(t, ncols):
     return t if ncols % get_type(t).block_size == 0 else "F16"
 
 
-def tensor_type(name, shape, ftype, params):
-    """GGUF tensor type for tensor `name` of numpy shape `shape` in file type `ftype`."""
+def tensor_type(name, shape, ftype, params, has_imatrix=False):
+    """GGUF tensor type for tensor `name` of numpy shape `shape` in file type `ftype`
+    (has_imatrix: an importance matrix is used, which changes one of llama.cpp's rules)."""
     if len(shape) < 2 or name.endswith("_norm.weight") or name.endswith("ffn_gate_inp.weight"):
         return "F32"
     base = FILE_TYPES[ftype][1]
@@ -75,6 +76,8 @@ def tensor_type(name, shape, ftype, params):
             t = "Q6_K"
         elif ftype == "Q4_K_S" and layer < n_layer // 8:
             t = "Q5_K"
+        elif ftype in ("Q4_0", "Q5_0") and has_imatrix and layer < n_layer // 8:
+            t = "Q4_1" if ftype == "Q4_0" else "Q5_1"
     elif name.endswith("attn_output.weight"):
         if params.n_experts == 8:
             if ftype in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M"):

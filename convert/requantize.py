@@ -8,6 +8,7 @@ from qinfer.errors import QinferError, UnsupportedError
 from qinfer.gguf_file import ARRAY, GGUFFile
 
 from .gguf_out import check_destination, write_gguf
+from .imatrix import for_tensor, load_imatrix
 from .model_params import ModelParams
 from .recipes import FILE_TYPES, file_type, tensor_type
 
@@ -27,8 +28,10 @@ def _params(md, path):
                        n_experts=int(g("expert_count")), n_experts_used=int(g("expert_used_count")))
 
 
-def quantize(src, out, type, quantizer="best", progress=None, force=False):
+def quantize(src, out, type, quantizer="best", imatrix=None, progress=None, force=False):
+    """imatrix: path of a llama.cpp importance-matrix file (convert/imatrix.py), or None."""
     ftype = file_type(type)
+    imatrix = None if imatrix is None else load_imatrix(imatrix)
     out = check_destination(out, force)
     f = GGUFFile(src)
     params = _params(f.metadata, src)
@@ -51,19 +54,26 @@ def quantize(src, out, type, quantizer="best", progress=None, force=False):
         w.add_file_type(FILE_TYPES[ftype][0])
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    def produce(t, ttype):
+    def produce(t, ttype, im):
         def run():
             x = quants.dequantize(f.tensor_data(t), t.qtype.name, (t.n_rows, t.n_per_row))
             if ttype == "F32":
                 return x.astype(np.float32).view(np.uint8).reshape(-1)
-            return quants.quantize(x, ttype, quantizer).reshape(-1)
+            if im is None:
+                return quants.quantize(x, ttype, quantizer).reshape(-1)
+            # one importance row per expert (3-D tensors), as llama-quantize slices it
+            per = x.reshape(im.shape[0], -1, t.n_per_row)
+            return np.concatenate([quants.quantize(per[e], ttype, quantizer, im[e]).reshape(-1)
+                                   for e in range(im.shape[0])])
         return run
 
     entries = []
     for n, t in f.tensors.items():
         shape = tuple(reversed(t.shape))
-        ttype = tensor_type(n, shape, ftype, params)
-        entries.append((n, shape, ttype, produce(t, ttype), t.n_elements * 4))
+        ttype = tensor_type(n, shape, ftype, params, imatrix is not None)
+        n_slices = t.shape[2] if len(t.shape) > 2 else 1
+        im = for_tensor(imatrix, n, t.n_per_row, n_slices, src) if len(t.shape) >= 2 else None
+        entries.append((n, shape, ttype, produce(t, ttype, im), t.n_elements * 4))
     try:
         return write_gguf(out, add_metadata, entries, progress)
     except QinferError:

@@ -1,6 +1,5 @@
 """`qinfer convert SRC -o OUT.gguf [--type Q4_K_M]`."""
 import os
-import sys
 
 NAME = "convert"
 HELP = "convert a Mistral download (.tar or folder) or a Hugging Face folder to GGUF"
@@ -11,7 +10,7 @@ def add_arguments(p):
     p.add_argument("-o", "--out", required=True, help="output GGUF file")
     p.add_argument("--type", default="Q4_K_M", help="file type (F32, F16, BF16, Q8_0, Q4_K_M, ...)")
     p.add_argument("--quantizer", default="best", choices=["best", "ggml"])
-    p.add_argument("--imatrix", help="llama.cpp importance-matrix file")
+    p.add_argument("--imatrix", help="llama.cpp importance-matrix file (GGUF or legacy .dat)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--no-verify", dest="verify_md5", action="store_false",
                    help="skip the md5 check of a tarball named in Mistral's published list")
@@ -21,24 +20,14 @@ def add_arguments(p):
 def run(args):
     from qinfer.convert.api import convert
 
-    bar = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    from .progress import ProgressBar
 
-        bar = tqdm(total=0, unit="B", unit_scale=True, desc="convert", file=sys.stderr)
-
-    def progress(name, done, total, elapsed):
-        if bar is not None:
-            if done < bar.n:    # a new phase (md5 check, then conversion) starts from zero
-                bar.reset()
-            bar.total = total
-            bar.set_postfix_str(name)
-            bar.update(done - bar.n)
-
-    out = convert(args.src, args.out, type=args.type, quantizer=args.quantizer,
-                  imatrix=args.imatrix, progress=progress, force=args.force,
-                  verify_md5=args.verify_md5)
-    if bar is not None:
+    bar = ProgressBar("convert", args.quiet)
+    try:
+        out = convert(args.src, args.out, type=args.type, quantizer=args.quantizer,
+                      imatrix=args.imatrix, progress=bar, force=args.force,
+                      verify_md5=args.verify_md5)
+    finally:
         bar.close()
     if not args.quiet:
         print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")

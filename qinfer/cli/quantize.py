@@ -8,7 +8,9 @@ def add_arguments(p):
     p.add_argument("out", help="output GGUF")
     p.add_argument("type", help="file type: Q8_0, Q4_K_M, Q4_0, ...")
     p.add_argument("--quantizer", default="best", choices=["best", "ggml"])
+    p.add_argument("--imatrix", help="llama.cpp importance-matrix file (GGUF or legacy .dat)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary line")
 
 
 def run(args):
@@ -16,6 +18,14 @@ def run(args):
 
     from qinfer.convert.api import quantize
 
-    out = quantize(args.src, args.out, args.type, quantizer=args.quantizer, force=args.force)
-    print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")
+    from .progress import ProgressBar
+
+    bar = ProgressBar("quantize", args.quiet)
+    try:
+        out = quantize(args.src, args.out, args.type, quantizer=args.quantizer, imatrix=args.imatrix,
+                       progress=bar, force=args.force)
+    finally:
+        bar.close()
+    if not args.quiet:
+        print(f"wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB)")
     return 0
