@@ -41,7 +41,9 @@ class Vocab:
         self.meta = vocab_metadata(Member(os.path.basename(path), path, 0, os.path.getsize(path)),
                                    self.oracle.n_words, "test")
         self.gguf = write_vocab_gguf(tmp / "vocab.gguf", self.meta)
-        self.tok = from_gguf(gguf_metadata(self.gguf))
+        # the runtime reads the metadata back from the file (test_vocab loads whole
+        # converted models); here the same keys straight from the dict, to save time
+        self.tok = from_gguf(as_metadata(self.meta))
 
     def specials(self):
         return [t["token_str"] for t in self.oracle._all_special_tokens]
@@ -169,13 +171,21 @@ def test_vocab_cut_to_the_models_embedding_count(tmp_path):
     oracle = Tekkenizer(data["vocab"], list(Tekkenizer.DEPRECATED_SPECIAL_TOKENS), data["config"]["pattern"],
                         n_vocab, data["config"]["default_num_special_tokens"], TokenizerVersion.v3)
     assert len(meta["tokens"]) == n_vocab
-    tok = from_gguf(gguf_metadata(write_vocab_gguf(tmp_path / "cut.gguf", meta)))
+    path = write_vocab_gguf(tmp_path / "cut.gguf", meta)
+    tok = from_gguf(gguf_metadata(path))
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(path, vocab_only=True, verbose=False)
     for text in (TEXT, MORE_TEXT):
         ids = tok.encode(text, add_bos=False)
         assert ids == oracle.encode(text, bos=False, eos=False) and max(ids) < n_vocab
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == ids
     # a model with more embeddings than the file's default: UNUSED padding, same ids
-    meta = tekken_metadata(data, 131072 + 8, "test")
-    assert meta["tokens"][-1] == "[PAD131079]" and meta["types"][-8:] == [5] * 8
+    small = _small_tekken()
+    n = small["config"]["default_vocab_size"]
+    meta = tekken_metadata(small, n + 8, "test")
+    assert meta["tokens"][n:] == [f"[PAD{i}]" for i in range(n, n + 8)] and meta["types"][n:] == [5] * 8
+    padded = from_gguf(as_metadata(meta))
+    assert padded.encode(TEXT) == from_gguf(as_metadata(tekken_metadata(small, n, "test"))).encode(TEXT)
 
 
 def _tekken_member(tmp_path, data, name="tekken.json"):
@@ -242,8 +252,8 @@ def test_bad_tekken_files(tmp_path):
         vocab_metadata(Member(member.name, member.path, 0, os.path.getsize(member.path)), n, "ck")
 
 
-def test_vocabularies_the_runtime_cannot_run_are_refused(vocab):
-    md = gguf_metadata(vocab.gguf)
+def test_vocabularies_the_runtime_cannot_run_are_refused():
+    md = as_metadata(tekken_metadata(_small_tekken(), 300, "test"))
     with pytest.raises(FormatError, match="no tokenizer.ggml.merges"):
         from_gguf({k: v for k, v in md.items() if k != "tokenizer.ggml.merges"})
     with pytest.raises(UnsupportedError, match="pre-tokenizer 'llama-bpe' is not supported"):
