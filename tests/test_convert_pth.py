@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections import OrderedDict
 
@@ -30,8 +31,10 @@ from qinfer.gguf_file import GGUFFile
 
 MODELS = {"mistral": lambda: tiny_mistral(vocab=VOCAB),
           "mixtral": lambda: tiny_mixtral(vocab=VOCAB)}
-DTYPES = [torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.int64, torch.int32,
-          torch.int16, torch.int8, torch.uint8, torch.bool]
+# torch dtype -> the dtype name TensorRef reports (safetensors')
+DTYPES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.float64: "F64",
+          torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+          torch.uint8: "U8", torch.bool: "BOOL"}
 
 
 def _bits(t):
@@ -99,7 +102,7 @@ def state_dicts(draw):
     carrying Python attributes."""
     out = OrderedDict()
     for i in range(draw(st.integers(1, 5))):
-        dtype = draw(st.sampled_from(DTYPES))
+        dtype = draw(st.sampled_from(sorted(DTYPES, key=str)))
         shape = tuple(draw(st.lists(st.integers(0, 5), max_size=3)))
         base = (torch.arange(int(np.prod(shape, dtype=np.int64)) * 3 + 3) % 251).to(dtype)
         t = base[: int(np.prod(shape, dtype=np.int64))].reshape(shape)
@@ -124,7 +127,7 @@ def test_any_state_dict_reads_as_torch_load(sd, tmp_path):
     assert got.keys() == sd.keys()
     size = os.path.getsize(path)
     for n, t in sd.items():
-        assert got[n].shape == tuple(t.shape)
+        assert got[n].shape == tuple(t.shape) and got[n].dtype == DTYPES[t.dtype]
         assert 0 <= got[n].offset and got[n].offset + got[n].nbytes <= size
         np.testing.assert_array_equal(got[n].array(), _bits(t.detach()))
 
@@ -177,6 +180,10 @@ def _payloads(marker):
 def test_code_in_the_pickle_is_refused_and_not_run(tmp_path, name):
     marker = tmp_path / "pwned"
     payload = _payloads(marker)[name]
+    # control: an ordinary unpickler does run it
+    pickle.loads(pickle.dumps(payload, protocol=2))
+    assert marker.exists()
+    marker.unlink()
     # hidden among real tensors, as torch.save writes it ...
     beside = tmp_path / "beside.pth"
     torch.save({"w": torch.ones(4, dtype=torch.bfloat16), "x": payload}, beside)
@@ -191,7 +198,7 @@ def test_code_in_the_pickle_is_refused_and_not_run(tmp_path, name):
 
 
 def test_other_globals_are_refused(tmp_path):
-    # numpy arrays, a torch function outside the allow-list, builtins that build objects
+    # numpy arrays, a torch rebuild outside the allow-list, any other builtin
     torch.save({"a": np.zeros(3)}, tmp_path / "numpy.pth")
     torch.save({"a": torch.zeros(2, dtype=torch.float8_e4m3fn)}, tmp_path / "float8.pth")
     cases = {"numpy.pth": "numpy", "float8.pth": "torch._utils._rebuild_tensor_v3",
@@ -284,7 +291,6 @@ def test_cli_refuses_a_malicious_checkpoint(forms, tmp_path):
         sd["layers.0.attention.wq.weight"] = _Payload(os.system, f"touch {marker}")
         torch.save(sd, pth)
         if form == "tar":
-            import tarfile
             with tarfile.open(tmp_path / "evil.tar", "w") as tf:
                 for n in sorted(os.listdir(src)):
                     tf.add(src / n, arcname=n)
