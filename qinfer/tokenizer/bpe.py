@@ -23,6 +23,8 @@ class BpeTokenizer:
                                    f"(supported: {', '.join(sorted(PATTERNS))})")
         self.tokens = list(tokens)
         self.types = [int(t) for t in types] if len(types) else [NORMAL] * len(self.tokens)
+        if len(self.types) != len(self.tokens):
+            raise FormatError(f"{len(self.tokens)} tokens but {len(self.types)} token types")
         self.pre = pre
         self.ignore_merges = pre in IGNORE_MERGES
         self.bos_id, self.eos_id, self.unk_id = bos_id, eos_id, unk_id
