@@ -1,4 +1,6 @@
-"""Tokenizers rebuilt from GGUF metadata alone.
+"""Tokenizers rebuilt from GGUF metadata alone: sentencepiece-style vocabularies
+(tokenizer.ggml.model "llama", spm.py) and byte-level BPE ones such as Mistral's
+tekken files become ("gpt2", bpe.py), each equal to llama.cpp's tokenizer.
 
     tok = from_gguf(metadata)
     ids = tok.encode("text", add_bos=True, parse_special=False)
