@@ -193,3 +193,26 @@ def test_a_conversation_the_format_cannot_take_names_the_file(gguf):
     model.metadata = {**model.metadata, "tokenizer.chat_template": "mistral-v7"}
     with pytest.raises(UnsupportedError, match=r"demo-Q8_0\.gguf: .*no \[SYSTEM_PROMPT\] control token"):
         model.chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+
+
+@pytest.mark.parametrize("tokenizer_file, jinja, expected", [
+    ("tokenizer.model.v7", None, "mistral-v7"),
+    ("tokenizer.model.v2", None, None),       # llama.cpp has no name for v2: nothing is written
+    ("tokenizer.model.v3", "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}", "jinja")])
+def test_converter_writes_the_chat_template_llama_cpp_writes(tmp_path, tokenizer_file, jinja, expected):
+    """A Mistral download (the demo's weights) with another tokenizer file name,
+    or with its own chat_template.jinja, which wins over the name."""
+    from vocab_gguf import gguf_metadata
+
+    folder = tmp_path / "download"
+    folder.mkdir()
+    with tarfile.open(bundled(DEMO_TARBALL)) as tf:
+        for member in ("params.json", "consolidated.safetensors"):
+            (folder / member).write_bytes(tf.extractfile(member).read())
+        (folder / tokenizer_file).write_bytes(tf.extractfile("tokenizer.model").read())
+    if jinja:
+        (folder / "chat_template.jinja").write_text(jinja)
+    out = str(tmp_path / "out.gguf")
+    qinfer.convert(str(folder), out, type="Q8_0")
+    written = gguf_metadata(out).get("tokenizer.chat_template")
+    assert written == (jinja if expected == "jinja" else expected)
