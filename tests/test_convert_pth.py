@@ -119,10 +119,12 @@ def state_dicts(draw):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sd=state_dicts())
-def test_any_state_dict_reads_as_torch_load(sd, tmp_path):
+@given(sd=state_dicts(), protocol=st.sampled_from([2, 4, 5]))
+def test_any_state_dict_reads_as_torch_load(sd, protocol, tmp_path):
+    # torch.save pickles with protocol 2 unless told otherwise; 4 and 5 name globals
+    # with STACK_GLOBAL and frame the stream.
     path = tmp_path / "sd.pth"
-    torch.save(sd, path)
+    torch.save(sd, path, pickle_protocol=protocol)
     got = read_pth(str(path))
     assert got.keys() == sd.keys()
     size = os.path.getsize(path)
