@@ -2,10 +2,12 @@
  *
  * `ggml` reproduces llama.cpp's quantize_row_*_ref (and the imatrix path of
  * Q4_0/Q5_0) bit for bit: compiled with -ffp-contract=off like ggml-base on
- * x86-64. `best` follows the algorithm specified in qinfer/quants/legacy_best.py
+ * x86-64. `best` starts from that solution and searches as specified in
+ * qinfer/quants/legacy_best.py (quant_legacy_best.c, quant_legacy_best_avx2.c),
  * with the same float32 operation order, so all backends give the same bytes. */
 #include "qinfer.h"
 #include "api/kq_search.h"
+#include "quant_legacy_best.h"
 #include <float.h>
 #include <stdlib.h>
 
@@ -28,8 +30,6 @@ static inline int rint_i(float v) {
 static inline float f16r(float v) { return qi_fp16_to_fp32(qi_fp32_to_fp16(v)); }
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 static void put_f16(uint8_t *p, float v) { uint16_t h = qi_fp32_to_fp16(v); memcpy(p, &h, 2); }
 
@@ -85,16 +85,18 @@ static float signed_absmax(const float *x) {
     return max;
 }
 
-static void ggml_block(int kind, const float *x, uint8_t *b) {
+/* llama.cpp's quantize_row_*_ref for one block: scale d and min m as computed
+ * (pack_block rounds them to fp16) and the codes it stores. */
+static void ggml_codes(int kind, const float *x, float *d_out, float *m_out, int *L) {
     const layout_t *lay = &LAYOUT[kind];
-    int L[QK];
+    *m_out = 0;
     if (kind == K_Q8_0) {
         float amax = 0;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127;
         const float id = d ? 1.0f / d : 0.0f;
         for (int j = 0; j < QK; j++) L[j] = (int)roundf(x[j] * id);
-        pack_block(kind, b, d, 0, L);
+        *d_out = d;
     } else if (!lay->has_min) {
         const float max = signed_absmax(x);
         const float d = max / (float)(-lay->nmax);
@@ -104,7 +106,7 @@ static void ggml_block(int kind, const float *x, uint8_t *b) {
             int q = (int8_t)(x[j] * id + bias);
             L[j] = q < 2 * lay->nmax - 1 ? q : 2 * lay->nmax - 1;
         }
-        pack_block(kind, b, d, 0, L);
+        *d_out = d;
     } else {
         float min = FLT_MAX, max = -FLT_MAX;
         for (int j = 0; j < QK; j++) {
@@ -117,8 +119,16 @@ static void ggml_block(int kind, const float *x, uint8_t *b) {
             int q = (uint8_t)((x[j] - min) * id + 0.5f);
             L[j] = (kind == K_Q4_1 && q > 15) ? 15 : q;
         }
-        pack_block(kind, b, d, min, L);
+        *d_out = d;
+        *m_out = min;
     }
+}
+
+static void ggml_block(int kind, const float *x, uint8_t *b) {
+    float d, m;
+    int L[QK];
+    ggml_codes(kind, x, &d, &m, L);
+    pack_block(kind, b, d, m, L);
 }
 
 /* make_qx_quants with rmse_type 1 and explicit weights (ggml-quants.c). */
@@ -195,142 +205,78 @@ static int quantize_ggml(int kind, const float *x, uint8_t *out, int64_t nrows, 
     return QI_OK;
 }
 
-/* ---- best ---------------------------------------------------------------- */
+/* ---- best (search in quant_legacy_best*.c) -------------------------------- */
 
-static float sym_err(const float *x, const float *w, float d, const int *l) {
-    float e = 0;
-    for (int i = 0; i < QK; i++) {
-        float diff = x[i] - d * (float)l[i];
-        e += (w[i] * diff) * diff;
-    }
-    return e;
+/* Trial scales of the symmetric types: legacy_best.py SYM_TRIALS. */
+static qi_sym_trials sym_trials(int kind) {
+    qi_sym_trials t = {121.0f, 1.0f, 8};
+    if (kind == K_Q4_0) { t.t0 = 7.0f; t.step = 0.25f; }
+    if (kind == K_Q5_0) { t.t0 = 15.0f; t.step = 0.25f; }
+    return t;
 }
 
-static float asym_err(const float *x, const float *w, float d, float m, const int *L) {
-    float e = 0;
-    for (int i = 0; i < QK; i++) {
-        float v = d * (float)L[i] + m;
-        float diff = x[i] - v;
-        e += (w[i] * diff) * diff;
-    }
-    return e;
-}
-
-/* LS scale for signed codes l; stores the fp16-rounded d, requantized codes, error. */
-static int sym_fit(const float *x, const float *w, const int *l, int lo, int hi, float *d, int *lq, float *e) {
-    float sxl = 0, sll = 0;
-    for (int i = 0; i < QK; i++) {
-        float lf = (float)l[i];
-        sxl += (w[i] * x[i]) * lf;
-        sll += (w[i] * lf) * lf;
-    }
-    if (!(sll > 0)) return 0;
-    float dd = f16r(sxl / sll);
-    if (dd == 0 || !isfinite(dd)) return 0;
-    for (int i = 0; i < QK; i++) lq[i] = clampi(rint_i(clampf(x[i] / dd, lo - 1, hi + 1)), lo, hi);
-    *d = dd;
-    *e = sym_err(x, w, dd, lq);
-    return 1;
-}
-
-static int asym_fit(const float *x, const float *w, const int *L, int nmax, float *d, float *m, int *Lq, float *e) {
-    float sw = 0, sl = 0, sl2 = 0, sx = 0, sxl = 0;
-    for (int i = 0; i < QK; i++) {
-        float li = (float)L[i];
-        float wl = w[i] * li;
-        sw += w[i];
-        sl += wl;
-        sl2 += wl * li;
-        sx += w[i] * x[i];
-        sxl += (w[i] * x[i]) * li;
-    }
-    float D = sw * sl2 - sl * sl;
-    if (!(D > 0)) return 0;
-    float dd = f16r((sw * sxl - sx * sl) / D);
-    float mm = f16r((sl2 * sx - sl * sxl) / D);
-    if (!(dd > 0) || !isfinite(dd) || !isfinite(mm)) return 0;
-    for (int i = 0; i < QK; i++) Lq[i] = clampi(rint_i(clampf((x[i] - mm) / dd, -1, nmax + 1)), 0, nmax);
-    *d = dd; *m = mm;
-    *e = asym_err(x, w, dd, mm, Lq);
-    return 1;
-}
-
-static void best_block(int kind, const float *x, const float *w, uint8_t *b) {
+/* Codes as the block stores them (pack_block keeps the low bits), as floats;
+ * symmetric types signed. */
+static void stored_codes(int kind, const int *L, float *lf) {
     const layout_t *lay = &LAYOUT[kind];
-    float d, m;
-    int L[QK];
-    unpack_block(kind, b, &d, &m, L);     /* llama.cpp's answer, already in b, is candidate 0 */
+    const int mask = (1 << lay->bits) - 1;
+    for (int j = 0; j < QK; j++)
+        lf[j] = kind == K_Q8_0 ? (float)(int8_t)L[j] : (float)((L[j] & mask) - lay->offset);
+}
+
+/* Candidate 0 (d, m, codes as stored) -> best solution -> packed block. */
+static void best_block(int kind, const float *x, const float *w, float d, float m, float *lf, uint8_t *b) {
+    const layout_t *lay = &LAYOUT[kind];
+    const int avx2 = qi_simd_level() == QI_SIMD_AVX2;
     if (!lay->has_min) {
-        const int lo = kind == K_Q8_0 ? -127 : -lay->nmax;
-        const int hi = kind == K_Q8_0 ? 127 : lay->nmax - 1;
-        int best_l[QK], l[QK], lq[QK];
-        for (int i = 0; i < QK; i++) best_l[i] = L[i] - lay->offset;
-        float best_d = d, best_e = sym_err(x, w, d, best_l);
-        const float mx = signed_absmax(x);
-        if (mx == 0) return;
-        const int nsign = (lo == -hi - 1) ? 2 : 1;
-        for (int si = 0; si < nsign; si++) {
-            const float sign = (nsign == 2 && si == 0) ? -1.0f : 1.0f;
-            for (int k = 0; k < 25; k++) {
-                float t = (float)(lay->nmax - 2) + 0.125f * (float)k;
-                if (sign > 0 && nsign == 2) t = t - 1.0f;
-                const float iscale = (sign * t) / mx;
-                for (int i = 0; i < QK; i++) l[i] = clampi(rint_i(clampf(iscale * x[i], lo - 1, hi + 1)), lo, hi);
-                float dd, e;
-                if (sym_fit(x, w, l, lo, hi, &dd, lq, &e) && e < best_e) {
-                    best_e = e; best_d = dd; memcpy(best_l, lq, sizeof lq);
-                }
-            }
-        }
-        float dd, e;
-        if (sym_fit(x, w, best_l, lo, hi, &dd, lq, &e) && e < best_e) {
-            best_d = dd; memcpy(best_l, lq, sizeof lq);
-        }
-        for (int i = 0; i < QK; i++) L[i] = best_l[i] + lay->offset;
-        pack_block(kind, b, best_d, 0, L);
+        const int lo = kind == K_Q8_0 ? -127 : -lay->nmax, hi = kind == K_Q8_0 ? 127 : lay->nmax - 1;
+#ifdef QI_X86
+        if (avx2) qi_legacy_best_sym_avx2(x, w, lo, hi, sym_trials(kind), &d, lf);
+        else
+#endif
+            qi_legacy_best_sym(x, w, lo, hi, sym_trials(kind), &d, lf);
     } else {
-        const int nmax = lay->nmax;
-        float best_d = d, best_m = m, best_e = asym_err(x, w, d, m, L);
-        int best_L[QK], Lc[QK], Lq[QK];
-        memcpy(best_L, L, sizeof L);
-        float mn = FLT_MAX, mx = -FLT_MAX;
-        for (int i = 0; i < QK; i++) { if (x[i] < mn) mn = x[i]; if (x[i] > mx) mx = x[i]; }
-        const float r = mx - mn;
-        for (int ia = 0; ia < 5; ia++) {
-            for (int ib = 0; ib < 5; ib++) {
-                const float a = 0.025f * (float)ia, bb = 0.025f * (float)ib;
-                const float lo_v = mn + a * r, hi_v = mx - bb * r;
-                if (!(hi_v > lo_v)) continue;
-                const float d0 = (hi_v - lo_v) / (float)nmax;
-                if (!(d0 > 0)) continue;
-                for (int i = 0; i < QK; i++) Lc[i] = clampi(rint_i(clampf((x[i] - lo_v) / d0, -1, nmax + 1)), 0, nmax);
-                float dd, mm, e;
-                if (asym_fit(x, w, Lc, nmax, &dd, &mm, Lq, &e) && e < best_e) {
-                    best_e = e; best_d = dd; best_m = mm; memcpy(best_L, Lq, sizeof Lq);
-                }
-            }
-        }
-        float dd, mm, e;
-        if (asym_fit(x, w, best_L, nmax, &dd, &mm, Lq, &e) && e < best_e) {
-            best_d = dd; best_m = mm; memcpy(best_L, Lq, sizeof Lq);
-        }
-        pack_block(kind, b, best_d, best_m, best_L);
+#ifdef QI_X86
+        if (avx2) qi_legacy_best_asym_avx2(x, w, lay->nmax, &d, &m, lf);
+        else
+#endif
+            qi_legacy_best_asym(x, w, lay->nmax, &d, &m, lf);
     }
+    (void)avx2;
+    int L[QK];
+    for (int j = 0; j < QK; j++) L[j] = (int)lf[j] + lay->offset;
+    pack_block(kind, b, d, m, L);
 }
 
 static int quantize_best(int kind, const float *x, uint8_t *out, int64_t nrows, int64_t n, const float *imatrix) {
     if (n % QK) return QI_EINVAL;
     const layout_t *lay = &LAYOUT[kind];
     const int64_t nb = n / QK;
-    float ones[QK];
-    for (int i = 0; i < QK; i++) ones[i] = 1.0f;
-    /* Candidate 0 is llama.cpp's own solution (its imatrix path when there is one). */
-    int rc = quantize_ggml(kind, x, out, nrows, n, imatrix);
-    if (rc) return rc;
+    float lf[QK];
+    int L[QK];
+    if (imatrix) {
+        /* Candidate 0 is llama.cpp's importance-matrix solution, computed row-wise
+         * (its weights need the row's mean square). */
+        int rc = quantize_ggml(kind, x, out, nrows, n, imatrix);
+        if (rc) return rc;
+        for (int64_t r = 0; r < nrows; r++)
+            for (int64_t ib = 0; ib < nb; ib++) {
+                uint8_t *b = out + (r * nb + ib) * lay->type_size;
+                float d, m;
+                unpack_block(kind, b, &d, &m, L);
+                for (int j = 0; j < QK; j++) lf[j] = (float)(L[j] - lay->offset);
+                best_block(kind, x + r * n + ib * QK, imatrix + ib * QK, d, m, lf, b);
+            }
+        return QI_OK;
+    }
     for (int64_t r = 0; r < nrows; r++)
-        for (int64_t ib = 0; ib < nb; ib++)
-            best_block(kind, x + r * n + ib * QK, imatrix ? imatrix + ib * QK : ones,
-                       out + (r * nb + ib) * lay->type_size);
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const float *xb = x + r * n + ib * QK;
+            float d, m;
+            ggml_codes(kind, xb, &d, &m, L);
+            stored_codes(kind, L, lf);
+            best_block(kind, xb, NULL, f16r(d), f16r(m), lf, out + (r * nb + ib) * lay->type_size);
+        }
     return QI_OK;
 }
 

@@ -19,17 +19,6 @@ def _f16r(v):
     return fp16_bits_to_fp32(fp32_to_fp16_bits(F32(v)))
 
 
-@njit(cache=True, inline="always")
-def _clampf(v, lo, hi):
-    return lo if v < lo else (hi if v > hi else v)
-
-
-@njit(cache=True, inline="always")
-def _rint_clip(v, lo, hi):
-    r = int(np.rint(_clampf(F32(v), F32(lo - 1), F32(hi + 1))))
-    return lo if r < lo else (hi if r > hi else r)
-
-
 @njit(cache=True)
 def _put_f16(b, pos, v):
     h = fp32_to_fp16_bits(F32(v))
@@ -221,144 +210,227 @@ def _quantize_ggml_rows(kind, x, out, imatrix, use_im):
                 _ggml_block(kind, xb, blk)
 
 
-@njit(cache=True)
-def _sym_err(x, w, d, l):
-    e = F32(0)
-    for i in range(QK):
-        diff = F32(x[i] - F32(d * F32(l[i])))
-        e = F32(e + F32(F32(w[i] * diff) * diff))
-    return e
+# `best`: qinfer/quants/legacy_best.py, block by block. Trials of the symmetric
+# types (t0, step, n) in kind order q8_0, q4_0, q5_0, and Q4_1/Q5_1's range trims.
+SYM_TRIALS = np.array([[121.0, 1.0, 8], [7.0, 0.25, 8], [15.0, 0.25, 8]], dtype=np.float32)
+TRIM_A = np.array([0.0, 0.0, 0.5, 0.5], dtype=np.float32)
+TRIM_B = np.array([0.0, 0.5, 0.0, 0.5], dtype=np.float32)
 
 
 @njit(cache=True)
-def _asym_err(x, w, d, m, L):
-    e = F32(0)
-    for i in range(QK):
-        diff = F32(x[i] - F32(F32(d * F32(L[i])) + m))
-        e = F32(e + F32(F32(w[i] * diff) * diff))
-    return e
+def _lane_sum(v):
+    """Eight running sums over the quarters, then lanes j+4, j+2, j+1 folded in."""
+    s = np.empty(8, F32)
+    for j in range(8):
+        a = F32(v[j] + v[j + 8])
+        a = F32(a + v[j + 16])
+        s[j] = F32(a + v[j + 24])
+    a0 = F32(s[0] + s[4])
+    a1 = F32(s[1] + s[5])
+    a2 = F32(s[2] + s[6])
+    a3 = F32(s[3] + s[7])
+    return F32(F32(a0 + a2) + F32(a1 + a3))
+
+
+@njit(cache=True, inline="always")
+def _round_clamp(v, lo, hi):
+    r = F32(np.rint(F32(v)))
+    return lo if r < lo else (hi if r > hi else r)
 
 
 @njit(cache=True)
-def _sym_fit(x, w, l, lo, hi, lq):
-    sxl = F32(0)
-    sll = F32(0)
+def _sym_err(x, w, d, l, tmp):
     for i in range(QK):
-        lf = F32(l[i])
-        sxl = F32(sxl + F32(F32(w[i] * x[i]) * lf))
-        sll = F32(sll + F32(F32(w[i] * lf) * lf))
-    if not sll > 0:
+        diff = F32(x[i] - F32(d * l[i]))
+        tmp[i] = F32(F32(w[i] * diff) * diff)
+    return _lane_sum(tmp)
+
+
+@njit(cache=True)
+def _asym_err(x, w, d, m, L, tmp):
+    for i in range(QK):
+        diff = F32(x[i] - F32(F32(d * L[i]) + m))
+        tmp[i] = F32(F32(w[i] * diff) * diff)
+    return _lane_sum(tmp)
+
+
+@njit(cache=True)
+def _sym_sums(wx, w, l, ta, tb):
+    for i in range(QK):
+        ta[i] = F32(wx[i] * l[i])
+        tb[i] = F32(F32(w[i] * l[i]) * l[i])
+    return _lane_sum(ta), _lane_sum(tb)
+
+
+@njit(cache=True)
+def _sym_stored(x, w, d, lo, hi, l, tmp):
+    d = _f16r(d)
+    if not d != 0 or not np.isfinite(d):
         return False, F32(0), F32(0)
-    d = _f16r(F32(sxl / sll))
-    if d == 0 or not np.isfinite(d):
-        return False, F32(0), F32(0)
     for i in range(QK):
-        lq[i] = _rint_clip(F32(x[i] / d), lo, hi)
-    return True, d, _sym_err(x, w, d, lq)
+        l[i] = _round_clamp(F32(x[i] / d), lo, hi)
+    return True, d, _sym_err(x, w, d, l, tmp)
 
 
 @njit(cache=True)
-def _asym_fit(x, w, L, nmax, Lq):
-    sw = F32(0)
-    sl = F32(0)
-    sl2 = F32(0)
-    sx = F32(0)
-    sxl = F32(0)
+def _best_sym(kind, x, w, d, l):
+    """Best of llama.cpp's (d, signed codes l) and the search; updates l, returns d."""
+    lo = F32(-127) if kind == 0 else F32(-LAYOUT[kind, 1])
+    hi = F32(127) if kind == 0 else F32(LAYOUT[kind, 1] - 1)
+    wx = np.empty(QK, F32)
+    lt = np.empty(QK, F32)
+    l1 = np.empty(QK, F32)
+    l2 = np.empty(QK, F32)
+    ta = np.empty(QK, F32)
+    tb = np.empty(QK, F32)
     for i in range(QK):
-        li = F32(L[i])
-        wl = F32(w[i] * li)
-        sw = F32(sw + w[i])
-        sl = F32(sl + wl)
-        sl2 = F32(sl2 + F32(wl * li))
-        sx = F32(sx + F32(w[i] * x[i]))
-        sxl = F32(sxl + F32(F32(w[i] * x[i]) * li))
+        wx[i] = F32(w[i] * x[i])
+    best_e = _sym_err(x, w, d, l, ta)
+    mx = _signed_absmax(x)
+    if mx == 0:
+        return d
+    t0, step, n = SYM_TRIALS[kind, 0], SYM_TRIALS[kind, 1], int(SYM_TRIALS[kind, 2])
+    score = F32(-np.inf)
+    td = F32(0)
+    for k in range(n):
+        t = F32(t0 + F32(step * F32(k)))
+        iscale = F32(F32(-t) / mx)
+        for i in range(QK):
+            lt[i] = _round_clamp(F32(iscale * x[i]), lo, hi)
+        sxl, sll = _sym_sums(wx, w, lt, ta, tb)
+        if not sll > 0:
+            continue
+        dk = F32(sxl / sll)
+        s = F32(dk * sxl)
+        if s > score:
+            score = s
+            td = dk
+    if not score > -np.inf:
+        return d
+    ok1, d1, e1 = _sym_stored(x, w, td, lo, hi, l1, ta)
+    if not ok1:
+        return d
+    sxl, sll = _sym_sums(wx, w, l1, ta, tb)
+    ok2, d2, e2 = False, F32(0), F32(0)
+    if sll > 0:
+        ok2, d2, e2 = _sym_stored(x, w, F32(sxl / sll), lo, hi, l2, ta)
+    if e1 < best_e:
+        best_e = e1
+        d = d1
+        l[:] = l1
+    if ok2 and e2 < best_e:
+        d = d2
+        l[:] = l2
+    return d
+
+
+@njit(cache=True)
+def _asym_ls(wx, w, L, sw, sx, ta, tb, tc):
+    for i in range(QK):
+        wl = F32(w[i] * L[i])
+        ta[i] = wl
+        tb[i] = F32(wl * L[i])
+        tc[i] = F32(wx[i] * L[i])
+    sl, sl2, sxl = _lane_sum(ta), _lane_sum(tb), _lane_sum(tc)
     D = F32(F32(sw * sl2) - F32(sl * sl))
     if not D > 0:
         return False, F32(0), F32(0), F32(0)
-    d = _f16r(F32(F32(F32(sw * sxl) - F32(sx * sl)) / D))
-    m = _f16r(F32(F32(F32(sl2 * sx) - F32(sl * sxl)) / D))
+    d = F32(F32(F32(sw * sxl) - F32(sx * sl)) / D)
+    m = F32(F32(F32(sl2 * sx) - F32(sl * sxl)) / D)
+    return True, d, m, sxl
+
+
+@njit(cache=True)
+def _asym_stored(x, w, d, m, nmax, L, tmp):
+    d = _f16r(d)
+    m = _f16r(m)
     if not d > 0 or not np.isfinite(d) or not np.isfinite(m):
         return False, F32(0), F32(0), F32(0)
     for i in range(QK):
-        Lq[i] = _rint_clip(F32(F32(x[i] - m) / d), 0, nmax)
-    return True, d, m, _asym_err(x, w, d, m, Lq)
+        L[i] = _round_clamp(F32(F32(x[i] - m) / d), F32(0), nmax)
+    return True, d, m, _asym_err(x, w, d, m, L, tmp)
+
+
+@njit(cache=True)
+def _best_asym(kind, x, w, d, m, L):
+    """Best of llama.cpp's (d, m, codes L) and the search; updates L, returns (d, m)."""
+    nmax = F32(LAYOUT[kind, 1])
+    wx = np.empty(QK, F32)
+    Lt = np.empty(QK, F32)
+    L1 = np.empty(QK, F32)
+    L2 = np.empty(QK, F32)
+    ta = np.empty(QK, F32)
+    tb = np.empty(QK, F32)
+    tc = np.empty(QK, F32)
+    for i in range(QK):
+        wx[i] = F32(w[i] * x[i])
+    best_e = _asym_err(x, w, d, m, L, ta)
+    mn = x[0]
+    mx = x[0]
+    for i in range(1, QK):
+        mn = x[i] if x[i] < mn else mn
+        mx = x[i] if x[i] > mx else mx
+    r = F32(mx - mn)
+    if not r > 0:
+        return d, m
+    step = F32(r / nmax)
+    sw = _lane_sum(w)
+    sx = _lane_sum(wx)
+    score = F32(-np.inf)
+    td = F32(0)
+    tm = F32(0)
+    for k in range(4):
+        lo_v = F32(mn + F32(TRIM_A[k] * step))
+        hi_v = F32(mx - F32(TRIM_B[k] * step))
+        width = F32(hi_v - lo_v)
+        if not width > 0:
+            continue
+        ic = F32(nmax / width)
+        for i in range(QK):
+            Lt[i] = _round_clamp(F32(F32(x[i] - lo_v) * ic), F32(0), nmax)
+        ok, dk, mk, sxl = _asym_ls(wx, w, Lt, sw, sx, ta, tb, tc)
+        if not ok:
+            continue
+        s = F32(F32(dk * sxl) + F32(mk * sx))
+        if dk > 0 and s > score:
+            score = s
+            td = dk
+            tm = mk
+    if not score > -np.inf:
+        return d, m
+    ok1, d1, m1, e1 = _asym_stored(x, w, td, tm, nmax, L1, ta)
+    if not ok1:
+        return d, m
+    ok, dr, mr, _ = _asym_ls(wx, w, L1, sw, sx, ta, tb, tc)
+    ok2, d2, m2, e2 = False, F32(0), F32(0), F32(0)
+    if ok:
+        ok2, d2, m2, e2 = _asym_stored(x, w, dr, mr, nmax, L2, ta)
+    if e1 < best_e:
+        best_e = e1
+        d, m = d1, m1
+        L[:] = L1
+    if ok2 and e2 < best_e:
+        d, m = d2, m2
+        L[:] = L2
+    return d, m
 
 
 @njit(cache=True)
 def _best_block(kind, x, w, b):
-    nmax, off, has_min = LAYOUT[kind, 1], LAYOUT[kind, 2], LAYOUT[kind, 3]
-    L = np.empty(QK, np.int64)
-    d, m = _unpack(kind, b, L)
-    if has_min == 0:
-        lo = -127 if kind == 0 else -nmax
-        hi = 127 if kind == 0 else nmax - 1
-        best_l = L - off
-        best_d = d
-        best_e = _sym_err(x, w, d, best_l)
-        mx = _signed_absmax(x)
-        if mx == 0:
-            return
-        nsign = 2 if lo == -hi - 1 else 1
-        l = np.empty(QK, np.int64)
-        lq = np.empty(QK, np.int64)
-        for si in range(nsign):
-            sign = F32(-1) if (nsign == 2 and si == 0) else F32(1)
-            for k in range(25):
-                t = F32(F32(nmax - 2) + F32(F32(0.125) * F32(k)))
-                if sign > 0 and nsign == 2:
-                    t = F32(t - F32(1))
-                iscale = F32(F32(sign * t) / mx)
-                for i in range(QK):
-                    l[i] = _rint_clip(F32(iscale * x[i]), lo, hi)
-                ok, dd, e = _sym_fit(x, w, l, lo, hi, lq)
-                if ok and e < best_e:
-                    best_e = e
-                    best_d = dd
-                    best_l[:] = lq
-        ok, dd, e = _sym_fit(x, w, best_l.copy(), lo, hi, lq)
-        if ok and e < best_e:
-            best_d = dd
-            best_l[:] = lq
-        _pack(kind, b, best_d, F32(0), best_l + off)
+    """b holds llama.cpp's block (candidate 0); rewritten with the best solution."""
+    off, has_min = LAYOUT[kind, 2], LAYOUT[kind, 3]
+    Li = np.empty(QK, np.int64)
+    d, m = _unpack(kind, b, Li)
+    lf = np.empty(QK, F32)
+    for j in range(QK):
+        lf[j] = F32(Li[j] - off)
+    if has_min:
+        d, m = _best_asym(kind, x, w, d, m, lf)
     else:
-        best_d, best_m = d, m
-        best_e = _asym_err(x, w, d, m, L)
-        best_L = L.copy()
-        Lc = np.empty(QK, np.int64)
-        Lq = np.empty(QK, np.int64)
-        mn = F32(np.inf)
-        mx = F32(-np.inf)
-        for i in range(QK):
-            if x[i] < mn:
-                mn = x[i]
-            if x[i] > mx:
-                mx = x[i]
-        r = F32(mx - mn)
-        for ia in range(5):
-            for ib in range(5):
-                a = F32(F32(0.025) * F32(ia))
-                bb = F32(F32(0.025) * F32(ib))
-                lo_v = F32(mn + F32(a * r))
-                hi_v = F32(mx - F32(bb * r))
-                if not hi_v > lo_v:
-                    continue
-                d0 = F32(F32(hi_v - lo_v) / F32(nmax))
-                if not d0 > 0:
-                    continue
-                for i in range(QK):
-                    Lc[i] = _rint_clip(F32(F32(x[i] - lo_v) / d0), 0, nmax)
-                ok, dd, mm, e = _asym_fit(x, w, Lc, nmax, Lq)
-                if ok and e < best_e:
-                    best_e = e
-                    best_d = dd
-                    best_m = mm
-                    best_L[:] = Lq
-        ok, dd, mm, e = _asym_fit(x, w, best_L.copy(), nmax, Lq)
-        if ok and e < best_e:
-            best_d = dd
-            best_m = mm
-            best_L[:] = Lq
-        _pack(kind, b, best_d, best_m, best_L)
+        d = _best_sym(kind, x, w, d, lf)
+    for j in range(QK):
+        Li[j] = int(lf[j]) + off
+    _pack(kind, b, d, m, Li)
 
 
 @njit(cache=True, parallel=True)
