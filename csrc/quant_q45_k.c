@@ -9,6 +9,7 @@
 #include "api/kq_search.h"
 #include "api/quant_q45_k.h"
 #include "api/quant_q6_k.h"
+#include "kq_avx2.h"
 
 static inline int nearest_int(float f) {
     float v = f + 12582912.f;
@@ -101,11 +102,19 @@ static float first_max(const float *v) {
     return top;
 }
 
-/* quantize_row_q{4,5}_K_ref (qw NULL) or quantize_row_q{4,5}_K_impl for one super-block */
-static void ggml_block(const variant_t *v, const float *x, const float *qw, uint8_t *b) {
-    uint8_t L[256], Laux[32], ls[8], lm[8];
-    float scales[8], mins[8], w[32];
-    uint16_t d_bits, dmin_bits;
+/* ggml's fit of the eight sub-blocks: quantize_row_q{4,5}_K_ref's weights and
+ * make_qkx2_quants (qw NULL) or _impl's and make_qkx3_quants, which also needs
+ * the sub-block weight sums sw. */
+static void fit_subblocks(const variant_t *v, const float *x, const float *qw, uint8_t *L, float *scales,
+                          float *mins, float *sw) {
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) {
+        qi_q45k_fit_avx2(x, qw, v->nmax, v->ref_rmin, v->ref_rdelta, v->ref_nstep, L, scales, mins, sw);
+        return;
+    }
+#endif
+    uint8_t Laux[32];
+    float w[32];
     if (!qw) {
         for (int j = 0; j < 8; j++) {
             float sum_x2 = 0;
@@ -115,6 +124,43 @@ static void ggml_block(const variant_t *v, const float *x, const float *qw, uint
             scales[j] = qi_kq_make_qkx2_quants(32, v->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
                                                v->ref_rmin, v->ref_rdelta, v->ref_nstep, 0);
         }
+        return;
+    }
+    float sum_x2 = 0;
+    for (int l = 0; l < 256; l++) sum_x2 += x[l] * x[l];
+    const float sigma2 = 2 * sum_x2 / 256;
+    for (int j = 0; j < 8; j++) {
+        for (int l = 0; l < 32; l++) w[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; l++) sumw += w[l];
+        sw[j] = sumw;
+        scales[j] = qi_kq_make_qkx3_quants(32, v->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+    }
+}
+
+/* Codes from the stored steps dl[j] = d*sc_j, ml[j] = dmin*m_j (by division, as
+ * ggml); a sub-block with dl == 0 keeps the fit's codes. */
+static void requantize(const variant_t *v, const float *x, const float *dl, const float *ml, uint8_t *L) {
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) {
+        qi_kq_requant_asym_avx2(x, 8, dl, ml, v->nmax, L);
+        return;
+    }
+#endif
+    for (int j = 0; j < 8; j++) {
+        if (!dl[j]) continue;
+        for (int l = 0; l < 32; l++)
+            L[32 * j + l] = (uint8_t)clampi(nearest_int((x[32 * j + l] + ml[j]) / dl[j]), 0, v->nmax);
+    }
+}
+
+/* quantize_row_q{4,5}_K_ref (qw NULL) or quantize_row_q{4,5}_K_impl for one super-block */
+static void ggml_block(const variant_t *v, const float *x, const float *qw, uint8_t *b) {
+    uint8_t L[256], ls[8], lm[8];
+    float scales[8], mins[8], sw[8], dl[8], ml[8];
+    uint16_t d_bits, dmin_bits;
+    fit_subblocks(v, x, qw, L, scales, mins, sw);
+    if (!qw) {
         const float max_scale = first_max(scales), max_min = first_max(mins);
         const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
         const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
@@ -126,16 +172,6 @@ static void ggml_block(const variant_t *v, const float *x, const float *qw, uint
         d_bits = qi_fp32_to_fp16(max_scale / 63.f);
         dmin_bits = qi_fp32_to_fp16(max_min / 63.f);
     } else {
-        float sum_x2 = 0, sw[8];
-        for (int l = 0; l < 256; l++) sum_x2 += x[l] * x[l];
-        const float sigma2 = 2 * sum_x2 / 256;
-        for (int j = 0; j < 8; j++) {
-            for (int l = 0; l < 32; l++) w[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-            float sumw = 0;
-            for (int l = 0; l < 32; l++) sumw += w[l];
-            sw[j] = sumw;
-            scales[j] = qi_kq_make_qkx3_quants(32, v->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
-        }
         d_bits = qi_fp32_to_fp16(qi_kq_make_qp_quants(8, 63, scales, ls, sw));
         dmin_bits = qi_fp32_to_fp16(qi_kq_make_qp_quants(8, 63, mins, lm, sw));
         if (v->clamp_qp)
@@ -151,11 +187,10 @@ static void ggml_block(const variant_t *v, const float *x, const float *qw, uint
     for (int j = 0; j < 8; j++) {
         int sc, m;
         scale_min(j, b + 4, &sc, &m);
-        const float d = dd * (float)sc;
-        if (!d) continue;
-        const float mm = dm * (float)m;
-        for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)clampi(nearest_int((x[32 * j + l] + mm) / d), 0, v->nmax);
+        dl[j] = dd * (float)sc;
+        ml[j] = dm * (float)m;
     }
+    requantize(v, x, dl, ml, L);
     pack_codes(v, L, b);
 }
 
