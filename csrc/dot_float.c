@@ -28,6 +28,15 @@ SCALAR_FLOAT_DOT(qi_dot_f16, ld_f16)
 SCALAR_FLOAT_DOT(qi_dot_bf16, ld_bf16)
 
 /* ---- AVX2 --------------------------------------------------------------- */
+/* A register tile of several weight rows x QI_TILE tokens: per step of 8
+ * elements, each weight vector is loaded (and widened) once and each
+ * activation vector once, for up to 8 fused multiply-adds, instead of one
+ * activation load per multiply-add for a single row (the loads were the
+ * limit: F16 x 64 tokens 31 -> 60 GFLOP/s, benches/README.md).
+ * Every output has one accumulator and the same sequence of operations
+ * whatever the tile's shape (8-wide FMAs in element order, a fixed
+ * horizontal sum, then the scalar tail), so results do not depend on how
+ * rows and tokens are grouped, i.e. on the thread count or the batch. */
 #if defined(QI_X86)
 #define F_F32 0
 #define F_F16 1
@@ -51,57 +60,72 @@ QI_TARGET_AVX2 static inline float load1(int fmt, const uint8_t *w, int64_t i) {
     return fmt == F_F32 ? ld_f32(w, i) : fmt == F_F16 ? ld_f16(w, i) : ld_bf16(w, i);
 }
 
-/* NA tokens at once; two accumulators per token hide the FMA latency. */
-#define FLOAT_TILE_AVX2(NA)                                                                \
-    QI_TARGET_AVX2 static inline void float_tile##NA(int fmt, int64_t n, const uint8_t *w, \
-                                                     const uint8_t *a, size_t as, float *s) { \
-        __m256 acc0[NA], acc1[NA];                                                         \
-        for (int t = 0; t < NA; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();              \
-        int64_t i = 0;                                                                     \
-        for (; i + 16 <= n; i += 16) {                                                     \
-            const __m256 w0 = load8(fmt, w, i), w1 = load8(fmt, w, i + 8);                 \
-            for (int t = 0; t < NA; t++) {                                                 \
-                const float *x = (const float *)(a + t * as);                              \
-                acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0[t]);            \
-                acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1[t]);        \
-            }                                                                              \
-        }                                                                                  \
-        for (; i + 8 <= n; i += 8) {                                                       \
-            const __m256 w0 = load8(fmt, w, i);                                            \
-            for (int t = 0; t < NA; t++)                                                   \
-                acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps((const float *)(a + t * as) + i), acc0[t]); \
-        }                                                                                  \
-        for (int t = 0; t < NA; t++) {                                                     \
-            const float *x = (const float *)(a + t * as);                                  \
-            float r = hsum8(_mm256_add_ps(acc0[t], acc1[t]));                              \
-            for (int64_t j = i; j < n; j++) r += load1(fmt, w, j) * x[j];                  \
-            s[t] = r;                                                                      \
-        }                                                                                  \
+/* s[r * QI_TILE + t] = dot(row r of w, activation row t); NW, NA constants. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void float_tile(int fmt, int NW, int NA, int64_t n,
+                                                                            const uint8_t *w, size_t ws,
+                                                                            const uint8_t *a, size_t as, float *s) {
+    __m256 acc[QI_FLOAT_ROWS][QI_TILE];
+    for (int r = 0; r < NW; r++)
+        for (int t = 0; t < NA; t++) acc[r][t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv[QI_FLOAT_ROWS];
+        for (int r = 0; r < NW; r++) wv[r] = load8(fmt, w + r * ws, i);
+        for (int t = 0; t < NA; t++) {
+            __m256 x = _mm256_loadu_ps((const float *)(a + t * as) + i);
+            /* a register operand: GCC would otherwise fold the load into
+             * each of the NW multiply-adds, loading x NW times */
+            __asm__("" : "+x"(x));
+            for (int r = 0; r < NW; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], x, acc[r][t]);
+        }
     }
-FLOAT_TILE_AVX2(1)
-FLOAT_TILE_AVX2(2)
-FLOAT_TILE_AVX2(3)
-FLOAT_TILE_AVX2(4)
-
-QI_TARGET_AVX2 static inline void float_dot_avx2(int fmt, int64_t n, const uint8_t *w, const uint8_t *a,
-                                                 size_t as, int na, float *s) {
-    switch (na) {
-    case 1: float_tile1(fmt, n, w, a, as, s); break;
-    case 2: float_tile2(fmt, n, w, a, as, s); break;
-    case 3: float_tile3(fmt, n, w, a, as, s); break;
-    default: float_tile4(fmt, n, w, a, as, s); break;
-    }
+    for (int r = 0; r < NW; r++)
+        for (int t = 0; t < NA; t++) {
+            const float *x = (const float *)(a + t * as);
+            float v = hsum8(acc[r][t]);
+            for (int64_t j = i; j < n; j++) v += load1(fmt, w + r * ws, j) * x[j];
+            s[r * QI_TILE + t] = v;
+        }
 }
 
-QI_TARGET_AVX2 void qi_dot_f32_avx2(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, int na, float *s) {
-    float_dot_avx2(F_F32, n, w, a, as, na, s);
+/* Tiles of at most 8 accumulators (16 registers hold them with the weight and
+ * activation vectors; GCC spills from 3 x 4 on): up to 4 rows for 1 or 2
+ * tokens, pairs of rows for 3 or 4; with one token, 4 independent sums keep
+ * the FMA unit busy despite its latency. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void float_rows(int fmt, int64_t n, const uint8_t *w, size_t ws,
+                                                                            int nw, const uint8_t *a, size_t as, int na,
+                                                                            float *s) {
+#define TILE(NW, NA) float_tile(fmt, NW, NA, n, w, ws, a, as, s)
+    if (na <= 2) {
+        if (na == 1) switch (nw) { case 1: TILE(1, 1); break; case 2: TILE(2, 1); break; case 3: TILE(3, 1); break; default: TILE(4, 1); }
+        else switch (nw) { case 1: TILE(1, 2); break; case 2: TILE(2, 2); break; case 3: TILE(3, 2); break; default: TILE(4, 2); }
+        return;
+    }
+#undef TILE
+    for (int r = 0; r < nw; r += 2) {
+        const uint8_t *wr = w + r * ws;
+        float *sr = s + r * QI_TILE;
+        if (nw - r == 1) {
+            if (na == 3) float_tile(fmt, 1, 3, n, wr, ws, a, as, sr);
+            else float_tile(fmt, 1, 4, n, wr, ws, a, as, sr);
+        } else {
+            if (na == 3) float_tile(fmt, 2, 3, n, wr, ws, a, as, sr);
+            else float_tile(fmt, 2, 4, n, wr, ws, a, as, sr);
+        }
+    }
 }
-QI_TARGET_AVX2 void qi_dot_f16_avx2(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, int na, float *s) {
-    float_dot_avx2(F_F16, n, w, a, as, na, s);
-}
-QI_TARGET_AVX2 void qi_dot_bf16_avx2(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, int na, float *s) {
-    float_dot_avx2(F_BF16, n, w, a, as, na, s);
-}
+
+#define FLOAT_AVX2(name, fmt)                                                                       \
+    QI_TARGET_AVX2 void name##_rows_avx2(int64_t n, const uint8_t *w, size_t ws, int nw, const uint8_t *a, \
+                                         size_t as, int na, float *s) {                             \
+        float_rows(fmt, n, w, ws, nw, a, as, na, s);                                                \
+    }                                                                                               \
+    QI_TARGET_AVX2 void name##_avx2(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, int na, float *s) { \
+        float_rows(fmt, n, w, 0, 1, a, as, na, s);                                                  \
+    }
+FLOAT_AVX2(qi_dot_f32, F_F32)
+FLOAT_AVX2(qi_dot_f16, F_F16)
+FLOAT_AVX2(qi_dot_bf16, F_BF16)
 #endif
 
 /* ---- NEON --------------------------------------------------------------- */

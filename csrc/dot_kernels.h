@@ -38,18 +38,29 @@
 typedef void (*qi_dot_fn)(int64_t nb, const uint8_t *w, const uint8_t *a, size_t a_stride,
                           int na, float *s);
 
+/* s[r*QI_TILE + t] = dot(weight row r (at w + r*w_stride), activation row t),
+ * r < nw <= QI_FLOAT_ROWS, t < na: a register tile over weight rows too, for
+ * the float formats, whose single-row kernels are bound by activation loads. */
+#define QI_FLOAT_ROWS 4
+typedef void (*qi_dot_rows_fn)(int64_t nb, const uint8_t *w, size_t w_stride, int nw, const uint8_t *a,
+                               size_t a_stride, int na, float *s);
+
 /* Kernels per SIMD level: [0] scalar, [1] AVX2, [2] NEON, [3] NEON dotprod.
- * A NULL entry falls back to the next lower available level. */
+ * A NULL entry falls back to the next lower available level. rows[level],
+ * when not NULL, computes the same outputs as dot[level] bit for bit, several
+ * weight rows at a time. */
 typedef struct {
     int ggml_type;
     int act;            /* QI_ACT_* */
     int block;          /* weight elements per block */
     int block_bytes;    /* weight bytes per block */
     qi_dot_fn dot[4];
+    qi_dot_rows_fn rows[4];
 } qi_dot_type;
 
 const qi_dot_type *qi_dot_type_get(int ggml_type);
-qi_dot_fn qi_dot_select(const qi_dot_type *t);
+/* The SIMD level whose kernel runs (the best one available for the type). */
+int qi_dot_level(const qi_dot_type *t);
 
 /* Activation quantizers (act_quant.c): rows [t0, t1) of x (n values each). */
 size_t qi_act_row_size(int act, int64_t n);
@@ -84,6 +95,10 @@ void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
     void name##_avx2(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *); \
     void name##_neon(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *); \
     void name##_dotprod(int64_t, const uint8_t *, const uint8_t *, size_t, int, float *);
+
+void qi_dot_f32_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_f16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_bf16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 
 QI_DECLARE_DOT(qi_dot_f32)
 QI_DECLARE_DOT(qi_dot_f16)

@@ -5,7 +5,8 @@
  * 2. The output rows are cut into chunks that threads take from a shared
  *    counter (dynamic balance on a busy machine). Inside a chunk, tokens go in
  *    groups of QI_TILE and each weight row is dotted with the whole group by
- *    one kernel call, so a weight block is read and decoded once per group;
+ *    one kernel call (float formats: up to QI_FLOAT_ROWS weight rows per call),
+ *    so a weight block is read and decoded once per group;
  *    the chunk's weight rows stay in cache while the groups go by. With one
  *    token every weight byte is streamed once (generation is memory-bound). */
 #include <stdatomic.h>
@@ -25,9 +26,9 @@
 #  define NEON(f) NULL
 #  define DOTPROD(f) NULL
 #endif
-#define KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}
+#define KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}, {NULL, NULL, NULL, NULL}
 /* The float kernels have no use for SDOT: NEON level 3 falls back to level 2. */
-#define FLOAT_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), NULL}
+#define FLOAT_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), NULL}, {NULL, AVX2(f##_rows), NULL, NULL}
 
 static const qi_dot_type g_types[] = {
     {0, QI_ACT_F32, 1, 4, FLOAT_KERNELS(qi_dot_f32)},
@@ -51,13 +52,13 @@ const qi_dot_type *qi_dot_type_get(int ggml_type) {
     return NULL;
 }
 
-qi_dot_fn qi_dot_select(const qi_dot_type *t) {
+int qi_dot_level(const qi_dot_type *t) {
     for (int level = qi_simd_level(); level > 0; level--) {
         if (level == QI_SIMD_NEON_DOTPROD && t->dot[3] == NULL) continue;
-        if (t->dot[level]) return t->dot[level];
+        if (t->dot[level]) return level;
         if (level == QI_SIMD_NEON) break;   /* NEON never falls back to AVX2 */
     }
-    return t->dot[0];
+    return 0;
 }
 
 int64_t qi_act_row_bytes(int ggml_type, int64_t n_in) {
@@ -93,6 +94,7 @@ static void act_task(void *p, int ith, int nth) {
 
 typedef struct {
     qi_dot_fn fn;
+    qi_dot_rows_fn rows;   /* NULL: one weight row per call */
     const uint8_t *w, *act;
     int64_t w_stride, n_out, nb, n_tok, chunk, n_chunks;
     size_t act_stride;
@@ -102,11 +104,20 @@ typedef struct {
 
 static void dot_chunk(const dot_job *j, int64_t c) {
     const int64_t r0 = c * j->chunk, r1 = r0 + j->chunk < j->n_out ? r0 + j->chunk : j->n_out;
-    float s[QI_TILE];
+    float s[QI_TILE], sr[QI_FLOAT_ROWS * QI_TILE];
     for (int64_t t0 = 0; t0 < j->n_tok; t0 += QI_TILE) {
         const int na = (int)(j->n_tok - t0 < QI_TILE ? j->n_tok - t0 : QI_TILE);
         const uint8_t *a = j->act + (size_t)t0 * j->act_stride;
         float *o = j->out + t0 * j->n_out;
+        if (j->rows) {
+            for (int64_t r = r0; r < r1; r += QI_FLOAT_ROWS) {
+                const int nw = (int)(r1 - r < QI_FLOAT_ROWS ? r1 - r : QI_FLOAT_ROWS);
+                j->rows(j->nb, j->w + r * j->w_stride, (size_t)j->w_stride, nw, a, j->act_stride, na, sr);
+                for (int k = 0; k < nw; k++)
+                    for (int t = 0; t < na; t++) o[t * j->n_out + r + k] = sr[k * QI_TILE + t];
+            }
+            continue;
+        }
         for (int64_t r = r0; r < r1; r++) {
             j->fn(j->nb, j->w + r * j->w_stride, a, j->act_stride, na, s);
             for (int t = 0; t < na; t++) o[t * j->n_out + r] = s[t];
@@ -147,7 +158,9 @@ int qi_matmul(int ggml_type, const uint8_t *w, int64_t w_stride, int64_t n_out, 
     }
 
     dot_job j;
-    j.fn = qi_dot_select(t);
+    const int level = qi_dot_level(t);
+    j.fn = t->dot[level];
+    j.rows = t->rows[level];
     j.w = w;
     j.act = act;
     j.w_stride = w_stride;

@@ -227,6 +227,26 @@ def test_native_threads_give_identical_bits():
 
 
 @pytest.mark.skipif("native" not in FAST, reason="native core not built")
+@pytest.mark.parametrize("type_name", TYPES)
+@settings(max_examples=4, deadline=None)
+@given(n_out=st.integers(1, 11), n_tok=st.integers(2, 9), seed=st.integers(0, 2**32 - 1))
+def test_native_outputs_do_not_depend_on_the_batch(type_name, n_out, n_tok, seed):
+    """Every output is computed by the same operations whichever tile (tokens x
+    weight rows) it lands in, so a token's row of a batched product equals,
+    bit for bit, the product of that token alone (generation after a prompt
+    sees the same numbers as the prompt)."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(seed)
+    n_in = 2 * qt.block_size if qt.block_size > 1 else int(rng.integers(1, 100))
+    w = random_rows(qt, n_out, n_in, rng)
+    x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    be = get_backend("native")
+    batched = be.matmul(qt, w, x, n_threads=1)
+    for t in range(n_tok):
+        assert np.array_equal(be.matmul(qt, w, x[t:t + 1], n_threads=1)[0], batched[t]), t
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
 def test_native_concurrent_callers():
     """Two Python threads share the C pool: one gets it, the other runs on its own thread."""
     qt = get_type("Q4_0")
