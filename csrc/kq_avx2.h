@@ -50,6 +50,10 @@ void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, const float *wt, i
  * Lt receives the biased codes (l + nmax) as n rows of eight int32. */
 void qi_kq_make_qx_x8_avx2(int n, int nmax, const float *xt, const float *wt, int32_t *Lt, float *scale);
 
+/* make_qx_quants of sixteen sub-blocks of 16 in element order (qw NULL: x^2):
+ * biased codes into L[256], scales[16]. */
+void qi_kq_make_qx16_avx2(int nmax, const float *x, const float *qw, int8_t *L, float *scales);
+
 /* One candidate pair (d, dmin) of the asymmetric "best" search
  * (kq_asym_best.c, evaluate) for n_sub sub-blocks (8 or 16) of 256/n_sub
  * weights; xt, wt: the groups of eight transposed one after the other.
@@ -68,6 +72,18 @@ void qi_q45k_fit_avx2(const float *x, const float *qw, int nmax, float rmin, flo
  * stored steps: L = clamp(nearest_int((x + ml) / dl), 0, nmax) where dl != 0;
  * sub-blocks with dl == 0 keep their L. */
 void qi_kq_requant_asym_avx2(const float *x, int n_sub, const float *dl, const float *ml, int nmax, uint8_t *L);
+
+/* Q3_K/Q6_K (quant_q3_k_q6_k_best_avx2.c), sixteen sub-blocks of 16 in
+ * element order: qi_ksym_fit_scale of every sub-block into scales[16]; */
+void qi_ksym_fit_scales_avx2(const float *x, const float *w, int qmin, int qmax, const float *grid, int ngrid,
+                             float *scales);
+/* one super-scale d of qi_ksym_search (xt, wt: both groups transposed): the
+ * total error, and when below best_err the winners' s_out[16], q_out[256]; */
+float qi_ksym_score_avx2(const float *xt, const float *wt, const float *scales, int qmin, int qmax, int smin,
+                         int smax, float d, float best_err, int8_t *s_out, int8_t *q_out);
+/* ggml's codes from the stored steps dl[16]: L = clamp(nearest_int(x / dl), qmin, qmax) - qmin
+ * where dl != 0, unchanged elsewhere. */
+void qi_kq_requant_sym_avx2(const float *x, const float *dl, int qmin, int qmax, int8_t *L);
 
 #endif /* QI_X86 */
 #endif /* QINFER_KQ_AVX2_H */

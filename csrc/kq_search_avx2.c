@@ -155,4 +155,16 @@ QI_TARGET_AVX2 void qi_kq_make_qx_x8_avx2(int n, int nmax, const float *xt, cons
     _mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, empty));
 }
 
+QI_TARGET_AVX2 void qi_kq_make_qx16_avx2(int nmax, const float *x, const float *qw, int8_t *L, float *scales) {
+    float xt[128], wt[128];
+    int32_t Lt[128];
+    for (int g = 0; g < 2; g++) {
+        qi_kq_transpose8(x, 16, g, xt);
+        if (qw) qi_kq_transpose8(qw, 16, g, wt);
+        qi_kq_make_qx_x8_avx2(16, nmax, xt, qw ? wt : NULL, Lt, scales + 8 * g);
+        for (int j = 0; j < 8; j++)
+            for (int l = 0; l < 16; l++) L[16 * (8 * g + j) + l] = (int8_t)Lt[8 * l + j];
+    }
+}
+
 #endif /* QI_X86 */

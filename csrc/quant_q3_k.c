@@ -6,6 +6,7 @@
 #include "qinfer.h"
 #include "api/kq_search.h"
 #include "api/quant_q6_k.h"
+#include "kq_avx2.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
 static inline int nearest_int(float f) {
@@ -72,8 +73,14 @@ static void pack_scales_q3_k(const int *biased, uint8_t *sc) {
 static void finish_ggml_q3_k(const float *x, const int *biased, uint16_t d_bits, int8_t *L, uint8_t *b) {
     pack_scales_q3_k(biased, b + 96);
     const float d_all = qi_fp16_to_fp32(d_bits);
+    float dl[16];
+    for (int j = 0; j < 16; j++) dl[j] = d_all * (float)q3k_scale(b + 96, j);
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) qi_kq_requant_sym_avx2(x, dl, -4, 3, L);
+    else
+#endif
     for (int j = 0; j < 16; j++) {
-        const float d = d_all * (float)q3k_scale(b + 96, j);
+        const float d = dl[j];
         if (!d) continue;
         for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
     }
@@ -102,17 +109,21 @@ static void ggml_block_q3_k(const float *x, const float *qw, uint8_t *b) {
             d_bits = 0;
         }
     } else {                                     /* quantize_row_q3_K_impl */
-        float sumx2 = 0, w[16], sw[16];
+        float sumx2 = 0, w[256], sw[16];
         int8_t Ls[16];
         for (int i = 0; i < 256; i++) sumx2 += x[i] * x[i];
         const float sigma2 = 2 * sumx2 / 256;
         for (int j = 0; j < 16; j++) {
             float sumw = 0;
-            for (int l = 0; l < 16; l++) w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            for (int l = 0; l < 16; l++) sumw += w[l];
+            for (int l = 0; l < 16; l++) w[16 * j + l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            for (int l = 0; l < 16; l++) sumw += w[16 * j + l];
             sw[j] = sumw;
-            scales[j] = qi_kq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w);
         }
+#if defined(QI_X86)
+        if (qi_simd_level() == QI_SIMD_AVX2) qi_kq_make_qx16_avx2(4, x, w, L, scales);
+        else
+#endif
+        for (int j = 0; j < 16; j++) scales[j] = qi_kq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, w + 16 * j);
         d_bits = qi_fp32_to_fp16(qi_kq_make_qx_quants(16, 32, scales, Ls, sw));
         for (int j = 0; j < 16; j++) biased[j] = Ls[j];
     }
@@ -140,6 +151,10 @@ static void best_block_q3_k(const float *x, const float *qw, const float *grid, 
     ggml_block_q3_k(x, qw, b);
     dequantize_block_q3_k(b, y);
     const float err_g = qi_kq_block_error(x, w, y);
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) qi_ksym_fit_scales_avx2(x, w, -4, 3, grid, Q3K_NGRID, scales);
+    else
+#endif
     for (int j = 0; j < 16; j++) scales[j] = qi_ksym_fit_scale(x + 16 * j, w + 16 * j, -4, 3, grid, Q3K_NGRID);
     uint16_t d_bits;
     int8_t s[16], q[256];

@@ -4,6 +4,7 @@
  * qinfer/quants/q3_k_q6_k_best.py, which documents it; the bytes must match. */
 #include "qinfer.h"
 #include "api/quant_q6_k.h"
+#include "kq_avx2.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
 static inline int nearest_int(float f) {
@@ -59,10 +60,24 @@ float qi_ksym_search(const float *x, const float *w, const float *scales, int qm
     *d_bits = 0;
     memset(s_out, 0, 16);
     memset(q_out, 0, 256);
+#if defined(QI_X86)
+    float xt[256], wt[256];
+    const int avx2 = qi_simd_level() == QI_SIMD_AVX2;
+    for (int g = 0; avx2 && g < 2; g++) {
+        qi_kq_transpose8(x, 16, g, xt + 128 * g);
+        qi_kq_transpose8(w, 16, g, wt + 128 * g);
+    }
+#endif
     for (int k = 0; k < ndiv; k++) {
         const uint16_t bits = qi_fp32_to_fp16(top / divisors[k]);
         const float d = qi_fp16_to_fp32(bits);
         float total = 0;
+#if defined(QI_X86)
+        if (avx2) {
+            total = qi_ksym_score_avx2(xt, wt, scales, qmin, qmax, smin, smax, d, best_err, cand_s, cand_q);
+            goto keep;
+        }
+#endif
         memset(cand_s, 0, sizeof cand_s);
         memset(cand_q, 0, sizeof cand_q);
         for (int j = 0; j < 16; j++) {
@@ -92,6 +107,9 @@ float qi_ksym_search(const float *x, const float *w, const float *scales, int qm
             }
             total += err_j;
         }
+#if defined(QI_X86)
+keep:
+#endif
         if (total < best_err) {
             best_err = total;
             *d_bits = bits;

@@ -5,6 +5,7 @@
 #include "qinfer.h"
 #include "api/kq_search.h"
 #include "api/quant_q6_k.h"
+#include "kq_avx2.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
 static inline int nearest_int(float f) {
@@ -68,8 +69,14 @@ static void finish_ggml_q6_k(const float *x, const float *scales, int8_t *L, uin
         sc[j] = (int8_t)(l < 127 ? l : 127);
     }
     const float d_all = qi_fp16_to_fp32(d_bits);
+    float dl[16];
+    for (int j = 0; j < 16; j++) dl[j] = d_all * sc[j];
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) qi_kq_requant_sym_avx2(x, dl, -32, 31, L);
+    else
+#endif
     for (int j = 0; j < 16; j++) {
-        const float d = d_all * sc[j];
+        const float d = dl[j];
         if (!d) continue;
         for (int i = 0; i < 16; i++) L[16 * j + i] = (int8_t)(clampi(nearest_int(x[16 * j + i] / d), -32, 31) + 32);
     }
@@ -81,6 +88,13 @@ static void finish_ggml_q6_k(const float *x, const float *scales, int8_t *L, uin
 static void ggml_block_q6_k(const float *x, const float *qw, uint8_t *b) {
     float scales[16];
     int8_t L[256];
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) {
+        qi_kq_make_qx16_avx2(32, x, qw, L, scales);
+        finish_ggml_q6_k(x, scales, L, b);
+        return;
+    }
+#endif
     for (int j = 0; j < 16; j++)
         scales[j] = qi_kq_make_qx_quants(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL);
     finish_ggml_q6_k(x, scales, L, b);
@@ -107,6 +121,10 @@ static void best_block_q6_k(const float *x, const float *qw, const float *grid, 
     ggml_block_q6_k(x, qw, b);
     dequantize_block_q6_k(b, y);
     const float err_g = qi_kq_block_error(x, w, y);
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) qi_ksym_fit_scales_avx2(x, w, -32, 31, grid, Q6K_NGRID, scales);
+    else
+#endif
     for (int j = 0; j < 16; j++) scales[j] = qi_ksym_fit_scale(x + 16 * j, w + 16 * j, -32, 31, grid, Q6K_NGRID);
     uint16_t d_bits;
     int8_t s[16], q[256];
