@@ -73,7 +73,9 @@ def convert(src, out, type="Q4_K_M", quantizer="best", imatrix=None, progress=No
     """Convert a Mistral download (.tar or folder) or HF folder to a GGUF file.
 
     verify_md5: check a tarball named as in Mistral's published list against its md5
-    first (convert/md5sums.py); False skips that full read of the file."""
+    first (convert/md5sums.py); False skips that full read of the file. During the
+    check progress(name, done, total, elapsed) reports it with name "md5 <file name>"
+    and byte counts over the tarball; the conversion then reports from zero again."""
     ftype = file_type(type)
     if quantizer not in quants.QUANTIZERS:
         raise QinferError(f"unknown quantizer {quantizer!r}; use one of {', '.join(quants.QUANTIZERS)}")
