@@ -323,3 +323,30 @@ def test_vocab_equals_gguf_py_mistral_vocab(name, as_name, tmp_path):
     assert (v["bos"], v["eos"], v["unk"]) == (ref.bos_id, ref.eos_id, ref.unk_id)
     if v["model"] == "gpt2":
         assert v["pad"] == ref.pad_id and v["merges"] == ref.extract_vocab_merges_from_model()
+
+
+def test_nemo_style_tokenizer_json_gives_the_tekken_vocabulary(tmp_path):
+    # Mistral's HF repos of tekken models ship transformers' conversion of tekken.json
+    # (controls at ids 0..999, merges rebuilt): it must give the same GGUF vocabulary
+    # as the tekken.json itself, and tokenize as the `tokenizers` library does.
+    from tokenizers import Tokenizer
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    with open(TEKKEN, encoding="utf-8") as f:
+        data = json.load(f)
+    data["vocab"] = data["vocab"][:7000]   # cut, to keep the test fast
+    data["config"].update(num_vocab_tokens=7000, default_vocab_size=8000)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "tekken.json").write_text(json.dumps(data), encoding="utf-8")
+    convert_tekken_tokenizer(str(tmp_path / "src" / "tekken.json")).save_pretrained(tmp_path / "hf")
+    files = {n: _member(tmp_path / "hf" / n) for n in os.listdir(tmp_path / "hf")}
+    v = vocab_metadata(files["tokenizer.json"], 8000, "hf", files)
+    ref = vocab_metadata(_member(tmp_path / "src" / "tekken.json"), 8000, "raw")
+    for key in ("model", "pre", "tokens", "types", "merges", "bos", "eos", "unk", "pad"):
+        assert v[key] == ref[key], key
+    assert v["chat_template"] == (tmp_path / "hf" / "chat_template.jinja").read_text(encoding="utf-8")
+    hf_tok = Tokenizer.from_file(str(tmp_path / "hf" / "tokenizer.json"))
+    tok = from_gguf(as_metadata(v))
+    for text in LINES:
+        assert tok.encode(text, add_bos=False, parse_special=True) == \
+            hf_tok.encode(text, add_special_tokens=False).ids, repr(text)
