@@ -224,59 +224,80 @@ static void stored_codes(int kind, const int *L, float *lf) {
         lf[j] = kind == K_Q8_0 ? (float)(int8_t)L[j] : (float)((L[j] & mask) - lay->offset);
 }
 
-/* Candidate 0 (d, m, codes as stored) -> best solution -> packed block. */
+/* Candidate 0 (d, m, codes as stored) -> best solution -> packed block (scalar). */
 static void best_block(int kind, const float *x, const float *w, float d, float m, float *lf, uint8_t *b) {
     const layout_t *lay = &LAYOUT[kind];
-    const int avx2 = qi_simd_level() == QI_SIMD_AVX2;
     if (!lay->has_min) {
         const int lo = kind == K_Q8_0 ? -127 : -lay->nmax, hi = kind == K_Q8_0 ? 127 : lay->nmax - 1;
-#ifdef QI_X86
-        if (avx2) qi_legacy_best_sym_avx2(x, w, lo, hi, sym_trials(kind), &d, lf);
-        else
-#endif
-            qi_legacy_best_sym(x, w, lo, hi, sym_trials(kind), &d, lf);
+        qi_legacy_best_sym(x, w, lo, hi, sym_trials(kind), &d, lf);
     } else {
-#ifdef QI_X86
-        if (avx2) qi_legacy_best_asym_avx2(x, w, lay->nmax, &d, &m, lf);
-        else
-#endif
-            qi_legacy_best_asym(x, w, lay->nmax, &d, &m, lf);
+        qi_legacy_best_asym(x, w, lay->nmax, &d, &m, lf);
     }
-    (void)avx2;
     int L[QK];
     for (int j = 0; j < QK; j++) L[j] = (int)lf[j] + lay->offset;
     pack_block(kind, b, d, m, L);
 }
 
+#ifdef QI_X86
+static qi_legacy_fmt fmt_of(int kind) {
+    const layout_t *lay = &LAYOUT[kind];
+    qi_legacy_fmt f = {kind == K_Q8_0, lay->bits, lay->nmax, lay->offset, lay->has_min, lay->type_size,
+                       kind == K_Q8_0 ? -127 : -lay->nmax, kind == K_Q8_0 ? 127 : lay->nmax - 1, sym_trials(kind)};
+    return f;
+}
+#endif
+
+/* Blocks are contiguous across rows (n is a multiple of 32), so they are taken
+ * as one sequence: with AVX2 eight at a time, the rest one by one. */
 static int quantize_best(int kind, const float *x, uint8_t *out, int64_t nrows, int64_t n, const float *imatrix) {
     if (n % QK) return QI_EINVAL;
     const layout_t *lay = &LAYOUT[kind];
-    const int64_t nb = n / QK;
+    const int64_t nb = n / QK, total = nrows * nb;
     float lf[QK];
     int L[QK];
+    int64_t g = 0;
     if (imatrix) {
         /* Candidate 0 is llama.cpp's importance-matrix solution, computed row-wise
          * (its weights need the row's mean square). */
         int rc = quantize_ggml(kind, x, out, nrows, n, imatrix);
         if (rc) return rc;
-        for (int64_t r = 0; r < nrows; r++)
-            for (int64_t ib = 0; ib < nb; ib++) {
-                uint8_t *b = out + (r * nb + ib) * lay->type_size;
-                float d, m;
-                unpack_block(kind, b, &d, &m, L);
-                for (int j = 0; j < QK; j++) lf[j] = (float)(L[j] - lay->offset);
-                best_block(kind, x + r * n + ib * QK, imatrix + ib * QK, d, m, lf, b);
+#ifdef QI_X86
+        if (qi_simd_level() == QI_SIMD_AVX2) {
+            const qi_legacy_fmt f = fmt_of(kind);
+            float d0[8], m0[8], l0[8 * QK];
+            const float *w[8];
+            for (; g + 8 <= total; g += 8) {
+                for (int b = 0; b < 8; b++) {
+                    unpack_block(kind, out + (g + b) * lay->type_size, &d0[b], &m0[b], L);
+                    for (int j = 0; j < QK; j++) l0[b * QK + j] = (float)(L[j] - lay->offset);
+                    w[b] = imatrix + ((g + b) % nb) * QK;
+                }
+                qi_legacy_best8_avx2(&f, x + g * QK, w, d0, m0, l0, out + g * lay->type_size);
             }
+        }
+#endif
+        for (; g < total; g++) {
+            uint8_t *b = out + g * lay->type_size;
+            float d, m;
+            unpack_block(kind, b, &d, &m, L);
+            for (int j = 0; j < QK; j++) lf[j] = (float)(L[j] - lay->offset);
+            best_block(kind, x + g * QK, imatrix + (g % nb) * QK, d, m, lf, b);
+        }
         return QI_OK;
     }
-    for (int64_t r = 0; r < nrows; r++)
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const float *xb = x + r * n + ib * QK;
-            float d, m;
-            ggml_codes(kind, xb, &d, &m, L);
-            stored_codes(kind, L, lf);
-            best_block(kind, xb, NULL, f16r(d), f16r(m), lf, out + (r * nb + ib) * lay->type_size);
-        }
+#ifdef QI_X86
+    if (qi_simd_level() == QI_SIMD_AVX2) {
+        const qi_legacy_fmt f = fmt_of(kind);
+        for (; g + 8 <= total; g += 8) qi_legacy_best8_avx2(&f, x + g * QK, NULL, NULL, NULL, NULL, out + g * lay->type_size);
+    }
+#endif
+    for (; g < total; g++) {
+        const float *xb = x + g * QK;
+        float d, m;
+        ggml_codes(kind, xb, &d, &m, L);
+        stored_codes(kind, L, lf);
+        best_block(kind, xb, NULL, f16r(d), f16r(m), lf, out + g * lay->type_size);
+    }
     return QI_OK;
 }
 

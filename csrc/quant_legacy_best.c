@@ -50,7 +50,8 @@ static void sym_sums(const float *wx, const float *w, const float *l, float *sxl
 static int sym_stored(const float *x, const float *w, float d, float lo, float hi, float *ds, float *l, float *e) {
     d = f16r(d);
     if (!(d != 0) || !isfinite(d)) return 0;
-    for (int i = 0; i < QK; i++) l[i] = clampf(rintf(x[i] / d), lo, hi);
+    const float id = 1.0f / d;
+    for (int i = 0; i < QK; i++) l[i] = clampf(rintf(x[i] * id), lo, hi);
     *ds = d;
     *e = sym_err(x, w, d, l);
     return 1;
@@ -122,7 +123,8 @@ static int asym_stored(const float *x, const float *w, float d, float m, float n
     d = f16r(d);
     m = f16r(m);
     if (!(d > 0) || !isfinite(d) || !isfinite(m)) return 0;
-    for (int i = 0; i < QK; i++) L[i] = clampf(rintf((x[i] - m) / d), 0, nmax);
+    const float id = 1.0f / d;
+    for (int i = 0; i < QK; i++) L[i] = clampf(rintf((x[i] - m) * id), 0, nmax);
     *ds = d; *ms = m;
     *e = asym_err(x, w, d, m, L);
     return 1;

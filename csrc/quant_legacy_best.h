@@ -13,9 +13,20 @@ typedef struct { float t0, step; int n; } qi_sym_trials;
 
 void qi_legacy_best_sym(const float *x, const float *w, int lo, int hi, qi_sym_trials tr, float *d, float *l);
 void qi_legacy_best_asym(const float *x, const float *w, int nmax, float *d, float *m, float *L);
+/* A legacy format as the 8-block AVX2 kernel sees it. lo..hi: symmetric codes. */
+typedef struct {
+    int q8, bits, nmax, offset, has_min, type_size, lo, hi;
+    qi_sym_trials tr;
+} qi_legacy_fmt;
+
 #if defined(__x86_64__) || defined(_M_X64)
-void qi_legacy_best_sym_avx2(const float *x, const float *w, int lo, int hi, qi_sym_trials tr, float *d, float *l);
-void qi_legacy_best_asym_avx2(const float *x, const float *w, int nmax, float *d, float *m, float *L);
+/* Eight consecutive blocks x[0..255] at once (lane b = block b), written packed
+ * to out. w: each block's 32 weights, or NULL for weights of 1. d0 == NULL:
+ * llama.cpp's reference solution (no importance matrix) is computed here; else
+ * d0[8], m0[8] and l0[8*32] hold candidate 0 as stored (codes as in
+ * qi_legacy_best_sym/asym). */
+void qi_legacy_best8_avx2(const qi_legacy_fmt *f, const float *x, const float *const *w,
+                          const float *d0, const float *m0, const float *l0, uint8_t *out);
 #endif
 
 #endif

@@ -1,226 +1,429 @@
-/* `best` search for the legacy formats with AVX2: a block's 32 values are four
- * 8-lane registers, and every block sum is the lane-ordered sum of
- * qinfer/quants/legacy_best.py (running sums per lane over the four registers,
- * then lanes j+4, j+2, j+1 folded in), so the bytes equal the scalar twin in
- * quant_legacy_best.c. Only IEEE-exact operations (add, mul, div, round to
- * nearest even, min/max), no FMA. Weights of 1 (no importance matrix) take a
- * path without the multiplications by w, which are exact and so change nothing. */
+/* `best` search for the legacy formats with AVX2, eight blocks at once.
+ *
+ * The eight blocks are transposed so that register lane b holds block b and
+ * column i (C[i]) holds element i of every block: then each block's arithmetic
+ * is exactly the scalar twin's (quant_legacy_best.c, specified in
+ * qinfer/quants/legacy_best.py), lane by lane, and per-block decisions become
+ * blends instead of branches. The lane-ordered block sum of the specification
+ * is computed from the columns in its own order: s_j = ((c_j + c_{j+8}) +
+ * c_{j+16}) + c_{j+24}, then s_j + s_{j+4}, then the j, j+2 and the last pair.
+ * Only IEEE-exact operations (add, mul, div, round, min/max, conversions), no
+ * FMA. llama.cpp's reference quantization (candidate 0) is computed here too
+ * when there is no importance matrix, with C's conversions reproduced. */
 #include "qinfer.h"
 #include "quant_legacy_best.h"
 
 #ifdef QI_X86
 
 #define QK QI_LEGACY_QK
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define AI static inline __attribute__((always_inline)) QI_TARGET_AVX2
 #define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define TRUNC (_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
 
-/* Per-lane running sums s = ((v0 + v1) + v2) + v3. */
-static ALWAYS_INLINE QI_TARGET_AVX2 __m256 quarters(const __m256 *v) {
-    return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), v[2]), v[3]);
+/* In-place 8x8 transpose: r[i] lane b <-> r[b] lane i. */
+AI void tr8(__m256 *r) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-/* Fold two lane-sum registers at once: a_j = s_j + s_{j+4}, b_j = a_j + a_{j+2},
- * total = b_0 + b_1; *ta from sa, *tb from sb. */
-static ALWAYS_INLINE QI_TARGET_AVX2 void fold2(__m256 sa, __m256 sb, float *ta, float *tb) {
-    const __m256 a = _mm256_add_ps(_mm256_permute2f128_ps(sa, sb, 0x20), _mm256_permute2f128_ps(sa, sb, 0x31));
-    const __m256 b = _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
-    const __m256 c = _mm256_add_ps(b, _mm256_permute_ps(b, _MM_SHUFFLE(2, 3, 0, 1)));
-    *ta = _mm256_cvtss_f32(c);
-    *tb = _mm_cvtss_f32(_mm256_extractf128_ps(c, 1));
+/* Columns of 8 blocks whose rows start at p[b]. */
+AI void load_cols(const float *const *p, __m256 *C) {
+    for (int q = 0; q < 4; q++) {
+        __m256 r[8];
+        for (int b = 0; b < 8; b++) r[b] = _mm256_loadu_ps(p[b] + 8 * q);
+        tr8(r);
+        for (int i = 0; i < 8; i++) C[8 * q + i] = r[i];
+    }
 }
 
-static ALWAYS_INLINE QI_TARGET_AVX2 float fold1(__m256 s) {
-    float t, unused;
-    fold2(s, s, &t, &unused);
-    return t;
+/* The specification's fold of the eight lane sums s_j. */
+AI __m256 fold8(const __m256 *s) {
+    const __m256 a0 = _mm256_add_ps(s[0], s[4]), a1 = _mm256_add_ps(s[1], s[5]);
+    const __m256 a2 = _mm256_add_ps(s[2], s[6]), a3 = _mm256_add_ps(s[3], s[7]);
+    return _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
 }
 
-static inline float f16r(float v) { return qi_fp16_to_fp32(qi_fp32_to_fp16(v)); }
+/* lane-ordered sum of the columns C */
+AI __m256 colsum(const __m256 *C) {
+    __m256 s[8];
+    for (int j = 0; j < 8; j++)
+        s[j] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(C[j], C[j + 8]), C[j + 16]), C[j + 24]);
+    return fold8(s);
+}
 
-static ALWAYS_INLINE QI_TARGET_AVX2 __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
+AI __m256 f16r(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+
+AI __m256 is_finite(__m256 v) {
+    return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
+}
+
+AI __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
     return _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(v, RNE), lo), hi);
 }
 
-/* sum of (w*diff)*diff, diff = x - (d*l + m) (m == NULL: x - d*l). */
-static ALWAYS_INLINE QI_TARGET_AVX2 float err(const __m256 *X, const __m256 *W, int has_w, __m256 D,
-                                              const __m256 *M, const __m256 *L) {
-    __m256 v[4];
-    for (int q = 0; q < 4; q++) {
-        __m256 y = _mm256_mul_ps(D, L[q]);
-        if (M) y = _mm256_add_ps(y, *M);
-        const __m256 diff = _mm256_sub_ps(X[q], y);
-        v[q] = _mm256_mul_ps(has_w ? _mm256_mul_ps(W[q], diff) : diff, diff);
-    }
-    return fold1(quarters(v));
+AI __m256 sel(__m256 mask, __m256 yes, __m256 no) { return _mm256_blendv_ps(no, yes, mask); }
+
+/* 1/d where d != 0, else 0 (ggml's id) */
+AI __m256 inv_or_zero(__m256 d) {
+    return _mm256_and_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ), _mm256_div_ps(_mm256_set1_ps(1.0f), d));
 }
+
+/* C's (int) of a float (cvttss2si) and then the integer kept in `bits` bits:
+ * sign-extended (int8_t) or masked (uint8_t / the stored nibbles). */
+AI __m256i trunc_i(__m256 v) { return _mm256_cvttps_epi32(v); }
+AI __m256i as_int8(__m256i q) { return _mm256_srai_epi32(_mm256_slli_epi32(q, 24), 24); }
+
+typedef struct {
+    __m256 X[QK], W[QK], WX[QK];
+    int has_w;
+} blocks8;
+
+/* sum of (w*diff)*diff, diff = x - (d*l + m) (asym) or x - d*l */
+AI __m256 err(const blocks8 *B, __m256 D, const __m256 *M, const __m256 *L) {
+    __m256 s[8];
+    for (int j = 0; j < 8; j++) {
+        for (int k = 0; k < 4; k++) {
+            const int i = j + 8 * k;
+            __m256 y = _mm256_mul_ps(D, L[i]);
+            if (M) y = _mm256_add_ps(y, *M);
+            const __m256 diff = _mm256_sub_ps(B->X[i], y);
+            const __m256 e = _mm256_mul_ps(B->has_w ? _mm256_mul_ps(B->W[i], diff) : diff, diff);
+            s[j] = k ? _mm256_add_ps(s[j], e) : e;
+        }
+    }
+    return fold8(s);
+}
+
+/* ---- symmetric types ------------------------------------------------------ */
 
 /* sxl = sum (w*x)*l, sll = sum (w*l)*l */
-static ALWAYS_INLINE QI_TARGET_AVX2 void sym_sums(const __m256 *WX, const __m256 *W, int has_w, const __m256 *L,
-                                                  float *sxl, float *sll) {
-    __m256 a[4], b[4];
-    for (int q = 0; q < 4; q++) {
-        a[q] = _mm256_mul_ps(WX[q], L[q]);
-        b[q] = _mm256_mul_ps(has_w ? _mm256_mul_ps(W[q], L[q]) : L[q], L[q]);
-    }
-    fold2(quarters(a), quarters(b), sxl, sll);
+AI void sym_sums(const blocks8 *B, const __m256 *L, __m256 *sxl, __m256 *sll) {
+    __m256 a[8], b[8];
+    for (int j = 0; j < 8; j++)
+        for (int k = 0; k < 4; k++) {
+            const int i = j + 8 * k;
+            const __m256 p = _mm256_mul_ps(B->WX[i], L[i]);
+            const __m256 q = _mm256_mul_ps(B->has_w ? _mm256_mul_ps(B->W[i], L[i]) : L[i], L[i]);
+            a[j] = k ? _mm256_add_ps(a[j], p) : p;
+            b[j] = k ? _mm256_add_ps(b[j], q) : q;
+        }
+    *sxl = fold8(a);
+    *sll = fold8(b);
 }
 
-static ALWAYS_INLINE QI_TARGET_AVX2 int sym_stored(const __m256 *X, const __m256 *W, int has_w, float d,
-                                                   __m256 lo, __m256 hi, float *ds, __m256 *L, float *e) {
-    d = f16r(d);
-    if (!(d != 0) || !isfinite(d)) return 0;
-    const __m256 D = _mm256_set1_ps(d);
-    for (int q = 0; q < 4; q++) L[q] = round_clamp(_mm256_div_ps(X[q], D), lo, hi);
+/* Scale rounded to fp16, codes from it, error; returns the valid lanes. */
+AI __m256 sym_stored(const blocks8 *B, __m256 d, __m256 valid, __m256 lo, __m256 hi, __m256 *ds, __m256 *L, __m256 *e) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    d = f16r(_mm256_and_ps(valid, d));
+    valid = _mm256_and_ps(valid, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ), is_finite(d)));
+    d = sel(valid, d, one);
+    const __m256 id = _mm256_div_ps(one, d);
+    for (int i = 0; i < QK; i++) L[i] = round_clamp(_mm256_mul_ps(B->X[i], id), lo, hi);
     *ds = d;
-    *e = err(X, W, has_w, D, NULL, L);
-    return 1;
+    *e = err(B, d, NULL, L);
+    return valid;
 }
 
-static ALWAYS_INLINE QI_TARGET_AVX2 void best_sym(const float *x, const float *w, int has_w, int lo_i, int hi_i,
-                                                  qi_sym_trials tr, float *d, float *l) {
-    const __m256 lo = _mm256_set1_ps((float)lo_i), hi = _mm256_set1_ps((float)hi_i);
+AI void best_sym(const qi_legacy_fmt *f, const blocks8 *B, __m256 mx, __m256 *D, __m256 *L) {
+    const __m256 lo = _mm256_set1_ps((float)f->lo), hi = _mm256_set1_ps((float)f->hi), zero = _mm256_setzero_ps();
+    __m256 best_e = err(B, *D, NULL, L);
+    const __m256 nz = _mm256_cmp_ps(mx, zero, _CMP_NEQ_OQ);
+    const __m256 mxs = sel(nz, mx, _mm256_set1_ps(1.0f));
+    __m256 score = _mm256_set1_ps(-INFINITY), td = zero;
+    for (int k = 0; k < f->tr.n; k++) {
+        const float t = f->tr.t0 + f->tr.step * (float)k;
+        const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-t), mxs);
+        __m256 a[8], b[8];
+        for (int j = 0; j < 8; j++)
+            for (int kk = 0; kk < 4; kk++) {
+                const int i = j + 8 * kk;
+                const __m256 l = round_clamp(_mm256_mul_ps(iscale, B->X[i]), lo, hi);
+                const __m256 p = _mm256_mul_ps(B->WX[i], l);
+                const __m256 q = _mm256_mul_ps(B->has_w ? _mm256_mul_ps(B->W[i], l) : l, l);
+                a[j] = kk ? _mm256_add_ps(a[j], p) : p;
+                b[j] = kk ? _mm256_add_ps(b[j], q) : q;
+            }
+        const __m256 sxl = fold8(a), sll = fold8(b);
+        const __m256 ok = _mm256_cmp_ps(sll, zero, _CMP_GT_OQ);
+        const __m256 dk = _mm256_div_ps(sxl, sel(ok, sll, _mm256_set1_ps(1.0f)));
+        const __m256 s = _mm256_mul_ps(dk, sxl);
+        const __m256 better = _mm256_and_ps(ok, _mm256_cmp_ps(s, score, _CMP_GT_OQ));
+        score = sel(better, s, score);
+        td = sel(better, dk, td);
+    }
+    const __m256 found = _mm256_and_ps(nz, _mm256_cmp_ps(score, _mm256_set1_ps(-INFINITY), _CMP_GT_OQ));
+    __m256 d1, e1, L1[QK], d2, e2, L2[QK], sxl, sll;
+    const __m256 v1 = sym_stored(B, td, found, lo, hi, &d1, L1, &e1);
+    sym_sums(B, L1, &sxl, &sll);
+    const __m256 ok = _mm256_and_ps(v1, _mm256_cmp_ps(sll, zero, _CMP_GT_OQ));
+    const __m256 v2 = sym_stored(B, _mm256_div_ps(sxl, sel(ok, sll, _mm256_set1_ps(1.0f))), ok, lo, hi, &d2, L2, &e2);
+    const __m256 t1 = _mm256_and_ps(v1, _mm256_cmp_ps(e1, best_e, _CMP_LT_OQ));
+    best_e = sel(t1, e1, best_e);
+    const __m256 t2 = _mm256_and_ps(v2, _mm256_cmp_ps(e2, best_e, _CMP_LT_OQ));
+    *D = sel(t2, d2, sel(t1, d1, *D));
+    for (int i = 0; i < QK; i++) L[i] = sel(t2, L2[i], sel(t1, L1[i], L[i]));
+}
+
+/* llama.cpp's quantize_row_q{8,4,5}_0_ref: stored d and signed codes; mx the signed absmax. */
+AI void ggml_sym(const qi_legacy_fmt *f, const blocks8 *B, __m256 *D, __m256 *L, __m256 *mx_out) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 X[4], W[4], WX[4], L0[4], L1[4], L2[4], Lt[4];
-    __m256 amax = _mm256_setzero_ps();
-    for (int q = 0; q < 4; q++) {
-        X[q] = _mm256_loadu_ps(x + 8 * q);
-        W[q] = has_w ? _mm256_loadu_ps(w + 8 * q) : _mm256_set1_ps(1.0f);
-        WX[q] = has_w ? _mm256_mul_ps(W[q], X[q]) : X[q];
-        L0[q] = _mm256_loadu_ps(l + 8 * q);
-        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, X[q]));
+    __m256 amax = _mm256_setzero_ps(), mx = _mm256_setzero_ps();
+    for (int i = 0; i < QK; i++) {
+        const __m256 a = _mm256_andnot_ps(sign, B->X[i]);
+        const __m256 gt = _mm256_cmp_ps(a, amax, _CMP_GT_OQ);
+        amax = sel(gt, a, amax);
+        mx = sel(gt, B->X[i], mx);
     }
-    float best_e = err(X, W, has_w, _mm256_set1_ps(*d), NULL, L0);
-    /* signed absmax: the first element whose |x| is the largest */
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    const float am = _mm_cvtss_f32(m4);
-    if (am == 0) return;
-    const __m256 AM = _mm256_set1_ps(am);
-    float mx = 0;
-    for (int q = 0; q < 4; q++) {
-        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, X[q]), AM, _CMP_EQ_OQ));
-        if (hit) { mx = x[8 * q + __builtin_ctz(hit)]; break; }
+    *mx_out = mx;
+    if (f->q8) {
+        const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f)), id = inv_or_zero(d);
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+        for (int i = 0; i < QK; i++) {
+            /* roundf: truncate, then one step away from zero when the fraction is >= 1/2 */
+            const __m256 v = _mm256_mul_ps(B->X[i], id);
+            const __m256 t = _mm256_round_ps(v, TRUNC);
+            const __m256 big = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), half, _CMP_GE_OQ);
+            const __m256 r = _mm256_add_ps(t, _mm256_and_ps(big, _mm256_or_ps(one, _mm256_and_ps(sign, v))));
+            L[i] = _mm256_cvtepi32_ps(as_int8(trunc_i(r)));
+        }
+        *D = f16r(d);
+        return;
     }
-    float score = -INFINITY, td = 0;
-    for (int k = 0; k < tr.n; k++) {
-        const float t = tr.t0 + tr.step * (float)k;
-        const __m256 iscale = _mm256_set1_ps(-t / mx);
-        for (int q = 0; q < 4; q++) Lt[q] = round_clamp(_mm256_mul_ps(iscale, X[q]), lo, hi);
-        float sxl, sll;
-        sym_sums(WX, W, has_w, Lt, &sxl, &sll);
-        if (!(sll > 0)) continue;
-        const float dk = sxl / sll, s = dk * sxl;
-        if (s > score) { score = s; td = dk; }
+    const __m256 d = _mm256_div_ps(mx, _mm256_set1_ps((float)-f->nmax)), id = inv_or_zero(d);
+    const __m256 bias = _mm256_set1_ps((float)f->nmax + 0.5f);
+    const __m256i top = _mm256_set1_epi32(2 * f->nmax - 1), mask = _mm256_set1_epi32((1 << f->bits) - 1);
+    const __m256i off = _mm256_set1_epi32(f->offset);
+    for (int i = 0; i < QK; i++) {
+        __m256i q = as_int8(trunc_i(_mm256_add_ps(_mm256_mul_ps(B->X[i], id), bias)));
+        q = _mm256_min_epi32(q, top);
+        L[i] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(q, mask), off));
     }
-    if (!(score > -INFINITY)) return;
-    float d1, e1;
-    if (!sym_stored(X, W, has_w, td, lo, hi, &d1, L1, &e1)) return;
-    float sxl, sll, d2, e2;
-    sym_sums(WX, W, has_w, L1, &sxl, &sll);
-    const int v2 = sll > 0 && sym_stored(X, W, has_w, sxl / sll, lo, hi, &d2, L2, &e2);
-    const __m256 *Lb = NULL;
-    if (e1 < best_e) { best_e = e1; *d = d1; Lb = L1; }
-    if (v2 && e2 < best_e) { *d = d2; Lb = L2; }
-    if (Lb)
-        for (int q = 0; q < 4; q++) _mm256_storeu_ps(l + 8 * q, Lb[q]);
+    *D = f16r(d);
 }
 
-QI_TARGET_AVX2 void qi_legacy_best_sym_avx2(const float *x, const float *w, int lo, int hi, qi_sym_trials tr,
-                                            float *d, float *l) {
-    if (w) best_sym(x, w, 1, lo, hi, tr, d, l);
-    else best_sym(x, NULL, 0, lo, hi, tr, d, l);
-}
+/* ---- Q4_1 / Q5_1 ----------------------------------------------------------- */
 
-/* LS (d, m) of codes L; 0 if the normal equations are singular. */
-static ALWAYS_INLINE QI_TARGET_AVX2 int asym_ls(const __m256 *WX, const __m256 *W, int has_w, const __m256 *L,
-                                                float sw, float sx, float *d, float *m, float *sxl_out) {
-    __m256 a[4], b[4], c[4];
-    for (int q = 0; q < 4; q++) {
-        const __m256 wl = has_w ? _mm256_mul_ps(W[q], L[q]) : L[q];
-        a[q] = wl;
-        b[q] = _mm256_mul_ps(wl, L[q]);
-        c[q] = _mm256_mul_ps(WX[q], L[q]);
-    }
-    float sl, sl2;
-    fold2(quarters(a), quarters(b), &sl, &sl2);
-    const float sxl = fold1(quarters(c));
-    const float D = sw * sl2 - sl * sl;
-    if (!(D > 0)) return 0;
-    *d = (sw * sxl - sx * sl) / D;
-    *m = (sl2 * sx - sl * sxl) / D;
+/* LS (d, m) of codes L; returns the lanes where the normal equations are regular. */
+AI __m256 asym_ls(const blocks8 *B, const __m256 *L, __m256 sw, __m256 sx, __m256 *d, __m256 *m, __m256 *sxl_out) {
+    __m256 a[8], b[8], c[8];
+    for (int j = 0; j < 8; j++)
+        for (int k = 0; k < 4; k++) {
+            const int i = j + 8 * k;
+            const __m256 wl = B->has_w ? _mm256_mul_ps(B->W[i], L[i]) : L[i];
+            const __m256 p = _mm256_mul_ps(wl, L[i]), q = _mm256_mul_ps(B->WX[i], L[i]);
+            a[j] = k ? _mm256_add_ps(a[j], wl) : wl;
+            b[j] = k ? _mm256_add_ps(b[j], p) : p;
+            c[j] = k ? _mm256_add_ps(c[j], q) : q;
+        }
+    const __m256 sl = fold8(a), sl2 = fold8(b), sxl = fold8(c);
+    const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sw, sl2), _mm256_mul_ps(sl, sl));
+    const __m256 ok = _mm256_cmp_ps(D, _mm256_setzero_ps(), _CMP_GT_OQ);
+    const __m256 Ds = sel(ok, D, _mm256_set1_ps(1.0f));
+    *d = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, sxl), _mm256_mul_ps(sx, sl)), Ds);
+    *m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, sx), _mm256_mul_ps(sl, sxl)), Ds);
     *sxl_out = sxl;
-    return 1;
+    return ok;
 }
 
-static ALWAYS_INLINE QI_TARGET_AVX2 int asym_stored(const __m256 *X, const __m256 *W, int has_w, float d, float m,
-                                                    __m256 nmax, float *ds, float *ms, __m256 *L, float *e) {
-    d = f16r(d);
-    m = f16r(m);
-    if (!(d > 0) || !isfinite(d) || !isfinite(m)) return 0;
-    const __m256 D = _mm256_set1_ps(d), M = _mm256_set1_ps(m), zero = _mm256_setzero_ps();
-    for (int q = 0; q < 4; q++) L[q] = round_clamp(_mm256_div_ps(_mm256_sub_ps(X[q], M), D), zero, nmax);
-    *ds = d; *ms = m;
-    *e = err(X, W, has_w, D, &M, L);
-    return 1;
+AI __m256 asym_stored(const blocks8 *B, __m256 d, __m256 m, __m256 valid, __m256 nmax,
+                      __m256 *ds, __m256 *ms, __m256 *L, __m256 *e) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    d = f16r(_mm256_and_ps(valid, d));
+    m = f16r(_mm256_and_ps(valid, m));
+    valid = _mm256_and_ps(valid, _mm256_and_ps(_mm256_cmp_ps(d, zero, _CMP_GT_OQ),
+                                               _mm256_and_ps(is_finite(d), is_finite(m))));
+    d = sel(valid, d, one);
+    m = _mm256_and_ps(valid, m);
+    const __m256 id = _mm256_div_ps(one, d);
+    for (int i = 0; i < QK; i++) L[i] = round_clamp(_mm256_mul_ps(_mm256_sub_ps(B->X[i], m), id), zero, nmax);
+    *ds = d;
+    *ms = m;
+    *e = err(B, d, &m, L);
+    return valid;
 }
 
-static ALWAYS_INLINE QI_TARGET_AVX2 void best_asym(const float *x, const float *w, int has_w, int nmax_i,
-                                                   float *d, float *m, float *l) {
+AI void best_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 mn, __m256 mx, __m256 *D, __m256 *M, __m256 *L) {
     static const float TRIM_A[4] = {0.0f, 0.0f, 0.5f, 0.5f}, TRIM_B[4] = {0.0f, 0.5f, 0.0f, 0.5f};
-    const float nmax = (float)nmax_i;
-    const __m256 NMAX = _mm256_set1_ps(nmax), zero = _mm256_setzero_ps();
-    __m256 X[4], W[4], WX[4], L0[4], L1[4], L2[4], Lt[4];
-    for (int q = 0; q < 4; q++) {
-        X[q] = _mm256_loadu_ps(x + 8 * q);
-        W[q] = has_w ? _mm256_loadu_ps(w + 8 * q) : _mm256_set1_ps(1.0f);
-        WX[q] = has_w ? _mm256_mul_ps(W[q], X[q]) : X[q];
-        L0[q] = _mm256_loadu_ps(l + 8 * q);
-    }
-    const __m256 M0 = _mm256_set1_ps(*m);
-    float best_e = err(X, W, has_w, _mm256_set1_ps(*d), &M0, L0);
-    __m256 vmn = _mm256_min_ps(_mm256_min_ps(X[0], X[1]), _mm256_min_ps(X[2], X[3]));
-    __m256 vmx = _mm256_max_ps(_mm256_max_ps(X[0], X[1]), _mm256_max_ps(X[2], X[3]));
-    __m128 a = _mm_min_ps(_mm256_castps256_ps128(vmn), _mm256_extractf128_ps(vmn, 1));
-    __m128 b = _mm_max_ps(_mm256_castps256_ps128(vmx), _mm256_extractf128_ps(vmx, 1));
-    a = _mm_min_ps(a, _mm_movehl_ps(a, a));
-    b = _mm_max_ps(b, _mm_movehl_ps(b, b));
-    const float mn = _mm_cvtss_f32(_mm_min_ss(a, _mm_shuffle_ps(a, a, 1)));
-    const float mx = _mm_cvtss_f32(_mm_max_ss(b, _mm_shuffle_ps(b, b, 1)));
-    const float r = mx - mn;
-    if (!(r > 0)) return;
-    const float step = r / nmax;
-    float sw, sx;
-    if (has_w) fold2(quarters(W), quarters(WX), &sw, &sx);
-    else { sw = (float)QK; sx = fold1(quarters(X)); }
-    float score = -INFINITY, td = 0, tm = 0;
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), nmax = _mm256_set1_ps((float)f->nmax);
+    __m256 best_e = err(B, *D, M, L);
+    const __m256 r = _mm256_sub_ps(mx, mn);
+    const __m256 spread = _mm256_cmp_ps(r, zero, _CMP_GT_OQ);
+    const __m256 step = _mm256_div_ps(r, nmax);
+    const __m256 sw = B->has_w ? colsum(B->W) : _mm256_set1_ps((float)QK), sx = colsum(B->WX);
+    __m256 score = _mm256_set1_ps(-INFINITY), td = zero, tm = zero, Lt[QK];
     for (int k = 0; k < 4; k++) {
-        const float lo_v = mn + TRIM_A[k] * step, hi_v = mx - TRIM_B[k] * step;
-        const float width = hi_v - lo_v;
-        if (!(width > 0)) continue;
-        const __m256 LO = _mm256_set1_ps(lo_v), IC = _mm256_set1_ps(nmax / width);
-        for (int q = 0; q < 4; q++) Lt[q] = round_clamp(_mm256_mul_ps(_mm256_sub_ps(X[q], LO), IC), zero, NMAX);
-        float dk, mk, sxl;
-        if (!asym_ls(WX, W, has_w, Lt, sw, sx, &dk, &mk, &sxl)) continue;
-        const float s = dk * sxl + mk * sx;
-        if (dk > 0 && s > score) { score = s; td = dk; tm = mk; }
+        const __m256 lo_v = _mm256_add_ps(mn, _mm256_mul_ps(_mm256_set1_ps(TRIM_A[k]), step));
+        const __m256 hi_v = _mm256_sub_ps(mx, _mm256_mul_ps(_mm256_set1_ps(TRIM_B[k]), step));
+        const __m256 width = _mm256_sub_ps(hi_v, lo_v);
+        const __m256 ok = _mm256_and_ps(spread, _mm256_cmp_ps(width, zero, _CMP_GT_OQ));
+        const __m256 ic = _mm256_div_ps(nmax, sel(ok, width, one));
+        for (int i = 0; i < QK; i++) Lt[i] = round_clamp(_mm256_mul_ps(_mm256_sub_ps(B->X[i], lo_v), ic), zero, nmax);
+        __m256 dk, mk, sxl;
+        const __m256 regular = asym_ls(B, Lt, sw, sx, &dk, &mk, &sxl);
+        const __m256 s = _mm256_add_ps(_mm256_mul_ps(dk, sxl), _mm256_mul_ps(mk, sx));
+        const __m256 better = _mm256_and_ps(_mm256_and_ps(ok, regular),
+                                            _mm256_and_ps(_mm256_cmp_ps(dk, zero, _CMP_GT_OQ), _mm256_cmp_ps(s, score, _CMP_GT_OQ)));
+        score = sel(better, s, score);
+        td = sel(better, dk, td);
+        tm = sel(better, mk, tm);
     }
-    if (!(score > -INFINITY)) return;
-    float d1, m1, e1;
-    if (!asym_stored(X, W, has_w, td, tm, NMAX, &d1, &m1, L1, &e1)) return;
-    float d2, m2, e2, dr, mr, sxl;
-    const int v2 = asym_ls(WX, W, has_w, L1, sw, sx, &dr, &mr, &sxl) &&
-                   asym_stored(X, W, has_w, dr, mr, NMAX, &d2, &m2, L2, &e2);
-    const __m256 *Lb = NULL;
-    if (e1 < best_e) { best_e = e1; *d = d1; *m = m1; Lb = L1; }
-    if (v2 && e2 < best_e) { *d = d2; *m = m2; Lb = L2; }
-    if (Lb)
-        for (int q = 0; q < 4; q++) _mm256_storeu_ps(l + 8 * q, Lb[q]);
+    const __m256 found = _mm256_cmp_ps(score, _mm256_set1_ps(-INFINITY), _CMP_GT_OQ);
+    __m256 d1, m1, e1, L1[QK], d2, m2, e2, L2[QK], dr, mr, sxl;
+    const __m256 v1 = asym_stored(B, td, tm, found, nmax, &d1, &m1, L1, &e1);
+    const __m256 regular = asym_ls(B, L1, sw, sx, &dr, &mr, &sxl);
+    const __m256 v2 = asym_stored(B, dr, mr, _mm256_and_ps(v1, regular), nmax, &d2, &m2, L2, &e2);
+    const __m256 t1 = _mm256_and_ps(v1, _mm256_cmp_ps(e1, best_e, _CMP_LT_OQ));
+    best_e = sel(t1, e1, best_e);
+    const __m256 t2 = _mm256_and_ps(v2, _mm256_cmp_ps(e2, best_e, _CMP_LT_OQ));
+    *D = sel(t2, d2, sel(t1, d1, *D));
+    *M = sel(t2, m2, sel(t1, m1, *M));
+    for (int i = 0; i < QK; i++) L[i] = sel(t2, L2[i], sel(t1, L1[i], L[i]));
 }
 
-QI_TARGET_AVX2 void qi_legacy_best_asym_avx2(const float *x, const float *w, int nmax, float *d, float *m, float *L) {
-    if (w) best_asym(x, w, 1, nmax, d, m, L);
-    else best_asym(x, NULL, 0, nmax, d, m, L);
+/* llama.cpp's quantize_row_q{4,5}_1_ref: stored d, m and codes; mn, mx of each block. */
+AI void ggml_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 *D, __m256 *M, __m256 *L, __m256 *mn_out, __m256 *mx_out) {
+    __m256 mn = _mm256_set1_ps(3.40282347e38f), mx = _mm256_set1_ps(-3.40282347e38f);
+    for (int i = 0; i < QK; i++) {
+        mn = _mm256_min_ps(B->X[i], mn);     /* x < min ? x : min, as the C loop */
+        mx = _mm256_max_ps(B->X[i], mx);
+    }
+    const __m256 d = _mm256_div_ps(_mm256_sub_ps(mx, mn), _mm256_set1_ps((float)f->nmax)), id = inv_or_zero(d);
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256i byte = _mm256_set1_epi32(0xFF), mask = _mm256_set1_epi32((1 << f->bits) - 1);
+    const __m256i top = _mm256_set1_epi32(f->bits == 4 ? 15 : 255);
+    for (int i = 0; i < QK; i++) {
+        __m256i q = _mm256_and_si256(trunc_i(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(B->X[i], mn), id), half)), byte);
+        q = _mm256_min_epi32(q, top);
+        L[i] = _mm256_cvtepi32_ps(_mm256_and_si256(q, mask));
+    }
+    *D = f16r(d);
+    *M = f16r(mn);
+    *mn_out = mn;
+    *mx_out = mx;
+}
+
+/* ---- packing ------------------------------------------------------------------ */
+
+static void put_f16(uint8_t *p, float v) { uint16_t h = qi_fp32_to_fp16(v); memcpy(p, &h, 2); }
+
+/* One block from its stored codes q[0..31] (offset added). */
+AI void pack(const qi_legacy_fmt *f, uint8_t *b, float d, float m, const int32_t *q) {
+    put_f16(b, d);
+    int pos = 2;
+    if (f->has_min) { put_f16(b + 2, m); pos = 4; }
+    const __m128i q0 = _mm_loadu_si128((const __m128i *)q), q1 = _mm_loadu_si128((const __m128i *)(q + 4));
+    const __m128i q2 = _mm_loadu_si128((const __m128i *)(q + 8)), q3 = _mm_loadu_si128((const __m128i *)(q + 12));
+    const __m128i q4 = _mm_loadu_si128((const __m128i *)(q + 16)), q5 = _mm_loadu_si128((const __m128i *)(q + 20));
+    const __m128i q6 = _mm_loadu_si128((const __m128i *)(q + 24)), q7 = _mm_loadu_si128((const __m128i *)(q + 28));
+    const __m128i lo = _mm_packs_epi16(_mm_packs_epi32(q0, q1), _mm_packs_epi32(q2, q3));   /* codes 0..15 */
+    const __m128i hi = _mm_packs_epi16(_mm_packs_epi32(q4, q5), _mm_packs_epi32(q6, q7));   /* codes 16..31 */
+    if (f->q8) {
+        _mm_storeu_si128((__m128i *)(b + 2), lo);
+        _mm_storeu_si128((__m128i *)(b + 18), hi);
+        return;
+    }
+    if (f->bits == 5) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)q), c = _mm256_loadu_si256((const __m256i *)(q + 8));
+        const __m256i e = _mm256_loadu_si256((const __m256i *)(q + 16)), g = _mm256_loadu_si256((const __m256i *)(q + 24));
+        const uint32_t qh = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 27))) |
+                            (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 27))) << 8 |
+                            (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(e, 27))) << 16 |
+                            (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(g, 27))) << 24;
+        memcpy(b + pos, &qh, 4);
+        pos += 4;
+    }
+    const __m128i nib = _mm_set1_epi8(15);
+    const __m128i v = _mm_or_si128(_mm_and_si128(lo, nib), _mm_slli_epi16(_mm_and_si128(hi, nib), 4));
+    _mm_storeu_si128((__m128i *)(b + pos), v);
+}
+
+/* Columns back to rows, as integers with the format's offset added. */
+AI void store_codes(const qi_legacy_fmt *f, const __m256 *L, int32_t (*q)[QK]) {
+    const __m256i off = _mm256_set1_epi32(f->offset);
+    for (int k = 0; k < 4; k++) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = L[8 * k + i];
+        tr8(r);
+        for (int b = 0; b < 8; b++)
+            _mm256_storeu_si256((__m256i *)(q[b] + 8 * k), _mm256_add_epi32(_mm256_cvtps_epi32(r[b]), off));
+    }
+}
+
+AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int has_w,
+             const float *d0, const float *m0, const float *l0, uint8_t *out) {
+    blocks8 B;
+    const float *rows[8];
+    B.has_w = has_w;
+    for (int b = 0; b < 8; b++) rows[b] = x + QK * b;
+    load_cols(rows, B.X);
+    if (has_w) {
+        load_cols(w, B.W);
+        for (int i = 0; i < QK; i++) B.WX[i] = _mm256_mul_ps(B.W[i], B.X[i]);
+    } else {
+        for (int i = 0; i < QK; i++) B.WX[i] = B.X[i];
+    }
+    __m256 D, M = _mm256_setzero_ps(), L[QK], mn, mx;
+    if (d0) {
+        const float *lr[8];
+        for (int b = 0; b < 8; b++) lr[b] = l0 + QK * b;
+        load_cols(lr, L);
+        D = _mm256_loadu_ps(d0);
+        M = _mm256_loadu_ps(m0);
+    }
+    if (f->has_min) {
+        if (d0) {
+            mn = _mm256_set1_ps(3.40282347e38f);
+            mx = _mm256_set1_ps(-3.40282347e38f);
+            for (int i = 0; i < QK; i++) { mn = _mm256_min_ps(B.X[i], mn); mx = _mm256_max_ps(B.X[i], mx); }
+        } else {
+            ggml_asym(f, &B, &D, &M, L, &mn, &mx);
+        }
+        best_asym(f, &B, mn, mx, &D, &M, L);
+    } else {
+        if (d0) {
+            const __m256 sign = _mm256_set1_ps(-0.0f);
+            __m256 amax = _mm256_setzero_ps();
+            mx = _mm256_setzero_ps();
+            for (int i = 0; i < QK; i++) {
+                const __m256 a = _mm256_andnot_ps(sign, B.X[i]), gt = _mm256_cmp_ps(a, amax, _CMP_GT_OQ);
+                amax = sel(gt, a, amax);
+                mx = sel(gt, B.X[i], mx);
+            }
+        } else {
+            ggml_sym(f, &B, &D, L, &mx);
+        }
+        best_sym(f, &B, mx, &D, L);
+    }
+    int32_t q[8][QK];
+    float dv[8], mv[8];
+    store_codes(f, L, q);
+    _mm256_storeu_ps(dv, D);
+    _mm256_storeu_ps(mv, M);
+    for (int b = 0; b < 8; b++) pack(f, out + b * f->type_size, dv[b], mv[b], q[b]);
+}
+
+QI_TARGET_AVX2 void qi_legacy_best8_avx2(const qi_legacy_fmt *f, const float *x, const float *const *w,
+                                         const float *d0, const float *m0, const float *l0, uint8_t *out) {
+    if (w) run8(f, x, w, 1, d0, m0, l0, out);
+    else run8(f, x, NULL, 0, d0, m0, l0, out);
 }
 
 #endif

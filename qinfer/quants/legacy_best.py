@@ -13,8 +13,9 @@ Same bytes as llama.cpp's format, lower error. Per 32-block:
    - Q4_1/Q5_1 (codes 0..nmax): the range [mn, mx] with half a step trimmed
      off neither, one or both ends (ASYM_TRIMS), codes rint((x - lo)*nmax/(hi - lo));
      score d*sxl + m*sx for the LS (d, m) of those codes.
-3. The best-scoring trial's LS scale (and min) is rounded to the fp16 the file
-   stores and the codes recomputed from exactly that; one more LS refit on those
+3. The best-scoring trial's LS scale (and min) is rounded to the fp16 d the file
+   stores and the codes recomputed from exactly that (times the float32 1/d, a
+   multiplication rather than 32 divisions); one more LS refit on those
    codes gives a third solution. Each is measured by its exact weighted error on
    what dequantization returns, and the smallest error wins (ties keep the
    earlier one, llama.cpp's first).
@@ -89,7 +90,7 @@ def _sym_stored(xb, w, d, valid, lo, hi):
     valid = valid & (d != 0) & np.isfinite(d)
     d = np.where(valid, d, F32(1)).astype(F32)
     with np.errstate(over="ignore"):
-        l = _round_clip(xb / d[:, None], lo, hi)
+        l = _round_clip(xb * (F32(1) / d)[:, None], lo, hi)
     return d, l, _sym_err(xb, w, d, l), valid
 
 
@@ -117,7 +118,7 @@ def _asym_stored(xb, w, d, m, valid, nmax):
     d = np.where(valid, d, F32(1)).astype(F32)
     m = np.where(valid, m, F32(0)).astype(F32)
     with np.errstate(over="ignore"):
-        L = _round_clip(((xb - m[:, None]).astype(F32) / d[:, None]).astype(F32), 0, nmax)
+        L = _round_clip(((xb - m[:, None]).astype(F32) * (F32(1) / d)[:, None]).astype(F32), 0, nmax)
     return d, m, L, _asym_err(xb, w, d, m, L), valid
 
 

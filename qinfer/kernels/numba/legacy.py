@@ -267,8 +267,9 @@ def _sym_stored(x, w, d, lo, hi, l, tmp):
     d = _f16r(d)
     if not d != 0 or not np.isfinite(d):
         return False, F32(0), F32(0)
+    idv = F32(F32(1) / d)
     for i in range(QK):
-        l[i] = _round_clamp(F32(x[i] / d), lo, hi)
+        l[i] = _round_clamp(F32(x[i] * idv), lo, hi)
     return True, d, _sym_err(x, w, d, l, tmp)
 
 
@@ -346,8 +347,9 @@ def _asym_stored(x, w, d, m, nmax, L, tmp):
     m = _f16r(m)
     if not d > 0 or not np.isfinite(d) or not np.isfinite(m):
         return False, F32(0), F32(0), F32(0)
+    idv = F32(F32(1) / d)
     for i in range(QK):
-        L[i] = _round_clamp(F32(F32(x[i] - m) / d), F32(0), nmax)
+        L[i] = _round_clamp(F32(F32(x[i] - m) * idv), F32(0), nmax)
     return True, d, m, _asym_err(x, w, d, m, L, tmp)
 
 
