@@ -54,6 +54,15 @@ void qi_kq_make_qx_x8_avx2(int n, int nmax, const float *xt, const float *wt, in
  * biased codes into L[256], scales[16]. */
 void qi_kq_make_qx16_avx2(int nmax, const float *x, const float *qw, int8_t *L, float *scales);
 
+/* make_qkx2/qkx3 (empty_if_le) of sixteen sub-blocks of 16 in element order:
+ * codes into L[256], scales[16], mins[16] (the_min of each). */
+void qi_kq_make_qkx16_avx2(int nmax, const float *x, const float *w, uint8_t *L, float *scales, float *mins,
+                           float rmin, float rdelta, int nstep, int use_mad, int empty_if_le);
+
+/* make_q3_quants of sixteen sub-blocks of 16 in element order: biased codes
+ * into L[256], scales[16]. */
+void qi_kq_make_q3_16_avx2(int nmax, const float *x, int8_t *L, float *scales);
+
 /* One candidate pair (d, dmin) of the asymmetric "best" search
  * (kq_asym_best.c, evaluate) for n_sub sub-blocks (8 or 16) of 256/n_sub
  * weights; xt, wt: the groups of eight transposed one after the other.

@@ -6,6 +6,7 @@
 #include "qinfer.h"
 #include "api/kq_search.h"
 #include "api/quant_q6_k.h"
+#include "kq_avx2.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
 static inline int nearest_int(float f) {
@@ -52,11 +53,18 @@ static void pack_codes_q2_k(const uint8_t *L, uint8_t *qs) {
 /* Requantization from the stored d, dmin, scales and mins (by division), packing. */
 static void finish_ggml_q2_k(const float *x, uint8_t *L, uint8_t *b) {
     const float dm = q2k_half(b + 80), mm = q2k_half(b + 82);
+    float dl[16], ml[16];
     for (int j = 0; j < 16; j++) {
-        const float d = dm * (float)(b[j] & 0xF);
-        if (!d) continue;
-        const float m = mm * (float)(b[j] >> 4);
-        for (int i = 0; i < 16; i++) L[16 * j + i] = (uint8_t)clampi(nearest_int((x[16 * j + i] + m) / d), 0, 3);
+        dl[j] = dm * (float)(b[j] & 0xF);
+        ml[j] = mm * (float)(b[j] >> 4);
+    }
+#if defined(QI_X86)
+    if (qi_simd_level() == QI_SIMD_AVX2) qi_kq_requant_asym_avx2(x, 16, dl, ml, 3, L);
+    else
+#endif
+    for (int j = 0; j < 16; j++) {
+        if (!dl[j]) continue;
+        for (int i = 0; i < 16; i++) L[16 * j + i] = (uint8_t)clampi(nearest_int((x[16 * j + i] + ml[j]) / dl[j]), 0, 3);
     }
     pack_codes_q2_k(L, b + 16);
 }
@@ -69,12 +77,19 @@ static float first_max(const float *v) {
 
 static void ggml_block_q2_k(const float *x, const float *qw, uint8_t *b) {
     uint8_t L[256], Laux[16];
-    float scales[16], mins[16], w[16];
+    float scales[16], mins[16], w[256];
+#if defined(QI_X86)
+    const int avx2 = qi_simd_level() == QI_SIMD_AVX2;
+#else
+    const int avx2 = 0;
+#endif
     if (!qw) {                                   /* quantize_row_q2_K_ref */
-        for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
-            scales[j] = qi_kq_make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
-        }
+        for (int i = 0; i < 256; i++) w[i] = fabsf(x[i]);
+#if defined(QI_X86)
+        if (avx2) qi_kq_make_qkx16_avx2(3, x, w, L, scales, mins, -0.5f, 0.1f, 15, 1, 0);
+#endif
+        for (int j = 0; j < 16 && !avx2; j++)
+            scales[j] = qi_kq_make_qkx2_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1);
         const float max_scale = first_max(scales), max_min = first_max(mins);
         if (max_scale > 0) {
             const float iscale = 15.f / max_scale;
@@ -98,10 +113,14 @@ static void ggml_block_q2_k(const float *x, const float *qw, uint8_t *b) {
         const float sigma2 = sumx2 / 256;
         for (int j = 0; j < 16; j++) {
             sw[j] = 0;
-            for (int l = 0; l < 16; l++) w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-            for (int l = 0; l < 16; l++) sw[j] += w[l];
-            scales[j] = qi_kq_make_qkx3_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
+            for (int l = 0; l < 16; l++) w[16 * j + l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            for (int l = 0; l < 16; l++) sw[j] += w[16 * j + l];
         }
+#if defined(QI_X86)
+        if (avx2) qi_kq_make_qkx16_avx2(3, x, w, L, scales, mins, -0.9f, 0.05f, 36, 0, 1);
+#endif
+        for (int j = 0; j < 16 && !avx2; j++)
+            scales[j] = qi_kq_make_qkx3_quants(16, 3, x + 16 * j, w + 16 * j, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
         const float dm = qi_kq_make_qp_quants(16, 15, scales, Ls, sw);
         const float mm = qi_kq_make_qp_quants(16, 15, mins, Lm, sw);
         put_half(b + 80, qi_fp32_to_fp16(dm));

@@ -47,9 +47,12 @@ static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? 
 
 /* codes L (0..7 = q+4) in element order -> hmask and qs of one block */
 static void pack_codes_q3_k(const int8_t *L, uint8_t *b) {
-    memset(b, 0, 32);
-    for (int e = 0; e < 256; e++)
-        if (L[e] > 3) b[e % 32] |= (uint8_t)(1 << (e / 32));
+    /* hmask byte l, bit k: code 32k + l > 3 (branch-free: the bits are data) */
+    for (int l = 0; l < 32; l++) {
+        unsigned m = 0;
+        for (int k = 0; k < 8; k++) m |= (unsigned)(L[32 * k + l] > 3) << k;
+        b[l] = (uint8_t)m;
+    }
     for (int h = 0; h < 2; h++)
         for (int l = 0; l < 32; l++) {
             const int8_t *c = L + 128 * h + l;
@@ -95,6 +98,10 @@ static void ggml_block_q3_k(const float *x, const float *qw, uint8_t *b) {
     int biased[16];
     uint16_t d_bits;
     if (!qw) {                                   /* quantize_row_q3_K_ref */
+#if defined(QI_X86)
+        if (qi_simd_level() == QI_SIMD_AVX2) qi_kq_make_q3_16_avx2(4, x, L, scales);
+        else
+#endif
         for (int j = 0; j < 16; j++) scales[j] = qi_kq_make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
         const float max_scale = qi_ksym_signed_max(scales, 16);
         if (max_scale != 0) {

@@ -137,15 +137,11 @@ static void check_dequantize(const char *key, dequant_fn fn, int level) {
     free(in); free(a); free(b);
 }
 
-static void check_quantize(const char *name, const char *key, quant_fn fn, int level) {
-    const format *f = format_by_key(key);
-    if (!f) { FAIL("%s: unknown format key, add it to FORMATS in runner.c", name); return; }
-    const int64_t rows = 3, n_per_row = f->block == 1 ? 67 : (f->block == 32 ? 32 * 9 : 256 * 3);
+/* Scalar and SIMD bytes of fn on x (rows x n_per_row), without and with imat. */
+static void compare_quantize(const char *name, const char *what, const format *f, quant_fn fn, int level,
+                             const float *x, int64_t rows, int64_t n_per_row, const float *imat) {
     const int64_t n = rows * n_per_row, nbytes = n / f->block * f->bytes;
-    float *x = malloc((size_t)n * 4), *imat = malloc((size_t)n_per_row * 4);
     uint8_t *a = malloc((size_t)nbytes), *b = malloc((size_t)nbytes);
-    fill_floats(x, n, f->block == 1 ? 32 : f->block);
-    for (int64_t i = 0; i < n_per_row; i++) imat[i] = 0.05f + rnd_unit();
     for (int with_imatrix = 0; with_imatrix < 2; with_imatrix++) {
         const float *im = with_imatrix ? imat : NULL;
         qi_set_simd_level(0);
@@ -158,10 +154,78 @@ static void check_quantize(const char *name, const char *key, quant_fn fn, int l
             continue;
         }
         if (ra != 0 || rb != 0) FAIL("%s returned %d (scalar) / %d (%s)", name, ra, rb, level_name(level));
-        else if (memcmp(a, b, (size_t)nbytes) != 0)
-            FAIL("%s (%s imatrix): %s bytes differ from scalar", name, with_imatrix ? "with" : "no", level_name(level));
+        else if (memcmp(a, b, (size_t)nbytes) != 0) {
+            int64_t i = 0;
+            while (a[i] == b[i]) i++;
+            FAIL("%s (%s, %s imatrix): %s bytes differ from scalar (block %lld)", name, what,
+                 with_imatrix ? "with" : "no", level_name(level), (long long)(i / f->bytes));
+        }
     }
-    free(x); free(imat); free(a); free(b);
+    free(a); free(b);
+}
+
+static void check_quantize(const char *name, const char *key, quant_fn fn, int level) {
+    const format *f = format_by_key(key);
+    if (!f) { FAIL("%s: unknown format key, add it to FORMATS in runner.c", name); return; }
+    const int64_t rows = 3, n_per_row = f->block == 1 ? 67 : (f->block == 32 ? 32 * 9 : 256 * 3);
+    const int64_t n = rows * n_per_row;
+    float *x = malloc((size_t)n * 4), *imat = malloc((size_t)n_per_row * 4);
+    fill_floats(x, n, f->block == 1 ? 32 : f->block);
+    for (int64_t i = 0; i < n_per_row; i++) imat[i] = 0.05f + rnd_unit();
+    compare_quantize(name, "mixed blocks", f, fn, level, x, rows, n_per_row, imat);
+    free(x); free(imat);
+}
+
+/* Super-blocks (256 weights) whose sub-blocks of 16 and 32 meet the lane-wise
+ * SIMD paths' corner cases one sub-block at a time: pattern p of block i is
+ * (i + sub-block) % 16, so each kind of sub-block sits beside every other.
+ * Kinds: Gaussian, heavy tails, zero, constant +-, all positive / negative,
+ * tiny (1e-20, 1e-39 subnormal), huge (1e15), one outlier, ties of rounding
+ * (multiples of 1/8), equal +-max, sparse, an infinity, a NaN. */
+static void fill_kquant_hard(float *x, int64_t n, int sub) {
+    for (int64_t i0 = 0; i0 < n; i0 += sub) {
+        const int kind = (int)((i0 / 256 + (i0 % 256) / sub) % 16);
+        const float c = rnd_normal();
+        for (int l = 0; l < sub; l++) {
+            float v = rnd_normal();
+            switch (kind) {
+            case 1: v = v / (0.05f + rnd_unit()); break;
+            case 2: v = 0.f; break;
+            case 3: v = c; break;
+            case 4: v = fabsf(v) + 0.5f; break;
+            case 5: v = -fabsf(v) - 0.01f; break;
+            case 6: v *= 1e-20f; break;
+            case 7: v *= 1e-39f; break;
+            case 8: v *= 1e15f; break;
+            case 9: v = l == 5 ? 100.f : v * 0.01f; break;
+            case 10: v = (float)(int)(v * 8) / 8.f; break;
+            case 11: v = l == 0 ? 3.f : l == 1 ? -3.f : v; break;
+            case 12: v = (l % 5) ? 0.f : v; break;
+            case 13: v = l == 7 ? INFINITY : v; break;
+            case 14: v = l == 9 ? NAN : v; break;
+            default: break;
+            }
+            x[i0 + l] = v;
+        }
+    }
+}
+
+static void check_quantize_kquant_hard(const char *name, const char *key, quant_fn fn, int level) {
+    const format *f = format_by_key(key);
+    if (!f || f->block != 256) return;
+    const int64_t rows = 2, n_per_row = 256 * 24, n = rows * n_per_row;
+    float *x = malloc((size_t)n * 4), *imat = malloc((size_t)n_per_row * 4);
+    for (int sub = 16; sub <= 32; sub += 16) {
+        fill_kquant_hard(x, n, sub);
+        /* importance: random, with zero and tiny entries */
+        for (int64_t i = 0; i < n_per_row; i++) {
+            const uint32_t r = rnd() % 16;
+            imat[i] = r == 0 ? 0.f : r == 1 ? 1e-30f : 0.05f + rnd_unit();
+        }
+        compare_quantize(name, sub == 16 ? "hard sub-blocks of 16" : "hard sub-blocks of 32", f, fn, level, x, rows,
+                         n_per_row, imat);
+    }
+    free(x); free(imat);
 }
 
 static void check_act_quantize(int type, int level) {
@@ -296,7 +360,8 @@ int main(void) {
 #define X(key) check_dequantize(#key, qi_dequantize_##key, level); n_checked++;
         QI_DEQUANTIZERS
 #undef X
-#define Q(key, quantizer) check_quantize("qi_quantize_" #key "_" #quantizer, #key, qi_quantize_##key##_##quantizer, level); n_checked++;
+#define Q(key, quantizer) check_quantize("qi_quantize_" #key "_" #quantizer, #key, qi_quantize_##key##_##quantizer, level); \
+        check_quantize_kquant_hard("qi_quantize_" #key "_" #quantizer, #key, qi_quantize_##key##_##quantizer, level); n_checked++;
         QI_QUANTIZERS
 #undef Q
         for (int type = 0; type < 64; type++) {
