@@ -179,6 +179,8 @@ def _run(model, ids, params, stops, max_tokens, cancel, stats):
             expected_past += 1
         if reason != "stop" or not stop.matched:
             tail = stop.flush(decoder.flush())
+            if stop.matched and reason == "length":
+                reason = "stop"     # a stop string that was still undecided completed the text
             if tail:
                 yield tail
     finally:

@@ -29,20 +29,36 @@ class StopMatcher:
         if self.matched is not None:
             return "", True
         self.pending += text
-        found = [(i, s) for s in self.stops if (i := self.pending.find(s)) >= 0]
+        found = self._first_match()
         if found:
-            i, s = min(found)
-            out, self.pending, self.matched = self.pending[:i], "", s
-            return out, True
+            i, s = found
+            # a longer stop string that starts earlier may still complete
+            undecided = len(self.pending) - self._held(self.pending)
+            if undecided >= i:
+                out, self.pending, self.matched = self.pending[:i], "", s
+                return out, True
+            out, self.pending = self.pending[:undecided], self.pending[undecided:]
+            return out, False
         keep = self._held(self.pending)
         cut = len(self.pending) - keep
         out, self.pending = self.pending[:cut], self.pending[cut:]
         return out, False
 
+    def _first_match(self):
+        """(start, stop string) of the earliest complete stop string in the held text, or None."""
+        found = [(i, s) for s in self.stops if (i := self.pending.find(s)) >= 0]
+        return min(found) if found else None
+
     def flush(self, text=""):
-        """End of generation without a stop string: everything held back is text."""
+        """End of generation: the earliest stop string still held back cuts the
+        text there; without one everything held back is text."""
         out, _ = self.push(text)
         if self.matched is not None:
+            return out
+        found = self._first_match()
+        if found:
+            i, self.matched = found
+            out, self.pending = out + self.pending[:i], ""
             return out
         out, self.pending = out + self.pending, ""
         return out
