@@ -1,6 +1,7 @@
 """Quantization throughput and error per type: qinfer (ggml and best) next to llama.cpp.
 
     python benches/bench_quantize.py [--rows 2048] [--cols 4096] [--threads 1,2] [--types Q4_K,...]
+                                     [--clock wall|cpu]
 
 For each type it quantizes the same random float32 matrix (Gaussian, 0.02 scale,
 as trained weights are) and reports MB of float32 input per second:
@@ -8,7 +9,10 @@ as trained weights are) and reports MB of float32 input per second:
 - llama.cpp's ggml_quantize_chunk from the libggml that llama-cpp-python ships
   (ctypes), rows split evenly over the same number of threads, as llama-quantize
   splits a tensor's rows over its workers.
-Then the RMSE reduction of "best" against "ggml" on Gaussian, Student-t (df=3) and
+--clock cpu times with the process's CPU time instead of the wall clock: MB per
+CPU-second, which a machine shared with other work disturbs much less (with one
+thread it is the throughput of an idle core; with more it is work per core, not
+speed-up). Then the RMSE reduction of "best" against "ggml" on Gaussian, Student-t (df=3) and
 outlier-channel matrices (no imatrix), and a Mistral-7B -> Q4_K_M projection: the
 time each tool would take for the 7.2e9 weights of that model, tensor by tensor
 with llama.cpp's Q4_K_M recipe (qinfer.convert.recipes), from the throughputs above.
@@ -63,13 +67,13 @@ class GgmlQuantizer:
         return out.reshape(rows, row_bytes)
 
 
-def best_time(fn, reps=3):
+def best_time(fn, reps=3, clock=time.perf_counter):
     fn()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
 
 
@@ -127,6 +131,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--no-error", action="store_true", help="skip the RMSE comparison")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall clock, or the process's CPU time (MB per CPU-second)")
     a = ap.parse_args()
     types = a.types.split(",")
     thread_counts = [int(v) for v in a.threads.split(",")]
@@ -136,14 +142,16 @@ def main():
     mb = x.nbytes / 1e6
     ggml = GgmlQuantizer()
     speeds = {}
-    print(f"\nthroughput, MB of float32 in per second ({a.rows} x {a.cols}):")
+    clock = time.process_time if a.clock == "cpu" else time.perf_counter
+    unit = "CPU-second" if a.clock == "cpu" else "second"
+    print(f"\nthroughput, MB of float32 in per {unit} ({a.rows} x {a.cols}):")
     print(f"{'type':6} {'thr':>3} {'qinfer ggml':>12} {'qinfer best':>12} {'llama.cpp':>10}  ggml bytes equal")
     for t in types:
         out = np.empty((a.rows, quants.row_bytes(t, a.cols)), np.uint8)
         for n in thread_counts:
             for q in ("ggml", "best"):
-                speeds[t, q, n] = mb / best_time(lambda: quants.quantize(x, t, q, n_threads=n))
-            speeds[t, "llama.cpp", n] = mb / best_time(lambda: ggml.quantize(t, x, out, n))
+                speeds[t, q, n] = mb / best_time(lambda: quants.quantize(x, t, q, n_threads=n), clock=clock)
+            speeds[t, "llama.cpp", n] = mb / best_time(lambda: ggml.quantize(t, x, out, n), clock=clock)
             same = np.array_equal(ggml.quantize(t, x, out, n), quants.quantize(x, t, "ggml"))
             print(f"{t:6} {n:>3} {speeds[t, 'ggml', n]:12.1f} {speeds[t, 'best', n]:12.1f} "
                   f"{speeds[t, 'llama.cpp', n]:10.1f}  {same}")
@@ -152,7 +160,7 @@ def main():
         for t in types:
             g = rmse_gain(t, (16, 4096))
             print(f"{t:6} " + " / ".join(f"{v:5.1f}" for v in g))
-    print("\nMistral-7B (7.2e9 weights) to Q4_K_M, projected seconds:")
+    print(f"\nMistral-7B (7.2e9 weights) to Q4_K_M, projected {'CPU-' if a.clock == 'cpu' else ''}seconds:")
     for n in thread_counts:
         row = {q: project_7b(speeds, q, n) for q in ("ggml", "best", "llama.cpp")}
         if None in row.values():
