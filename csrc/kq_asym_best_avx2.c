@@ -20,6 +20,22 @@ QI_TARGET_AVX2 static inline __m256i weight_code8(__m256 x, __m256 ml, __m256 in
     return _mm256_and_si256(q, _mm256_castps_si256(nz));
 }
 
+/* Error of each lane for one move (dl, ml, inv, nz) over its n weights; unit:
+ * all weights 1 (w * diff skipped, exact: see qi_all_ones), a compile-time
+ * constant in each inlined copy. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256
+move_error8(const float *xg, const float *wg, int n, __m256 dl, __m256 ml, __m256 inv, __m256 nz, int nmax, const int unit) {
+    __m256 err = _mm256_setzero_ps();
+    for (int l = 0; l < n; l++) {
+        const __m256 x = _mm256_loadu_ps(xg + 8 * l);
+        const __m256 q = _mm256_cvtepi32_ps(weight_code8(x, ml, inv, nz, nmax));
+        const __m256 diff = _mm256_sub_ps(x, _mm256_sub_ps(_mm256_mul_ps(dl, q), ml));
+        const __m256 wd = unit ? diff : _mm256_mul_ps(_mm256_loadu_ps(wg + 8 * l), diff);
+        err = _mm256_add_ps(err, _mm256_mul_ps(wd, diff));
+    }
+    return err;
+}
+
 QI_TARGET_AVX2 float qi_kq_asym_score_avx2(const float *xt, const float *wt, int n_sub, int nmax, int smax,
                                            const float *scales, const float *mins, const int8_t *moves, int nmoves,
                                            float d, float dmin, float best_err, uint8_t *c_sc, uint8_t *c_m,
@@ -34,6 +50,7 @@ QI_TARGET_AVX2 float qi_kq_asym_score_avx2(const float *xt, const float *wt, int
     for (int g = 0; g < groups; g++) {
         const float *xg = xt + 8 * n * g, *wg = wt + 8 * n * g;
         const __m256i sc0 = round_code8(scales + 8 * g, d, smax), m0 = round_code8(mins + 8 * g, dmin, smax);
+        const int unit = qi_all_ones(wg, 8 * n);
         __m256 best = _mm256_set1_ps(INFINITY);
         w_sc[g] = w_m[g] = _mm256_setzero_si256();
         w_ml[g] = w_inv[g] = w_nz[g] = zero;
@@ -43,13 +60,8 @@ QI_TARGET_AVX2 float qi_kq_asym_score_avx2(const float *xt, const float *wt, int
             const __m256 dl = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(sc)), ml = _mm256_mul_ps(vdmin, _mm256_cvtepi32_ps(m));
             const __m256 nz = _mm256_cmp_ps(dl, zero, _CMP_NEQ_UQ);
             const __m256 inv = _mm256_and_ps(_mm256_div_ps(one, dl), nz);
-            __m256 err = zero;
-            for (int l = 0; l < n; l++) {
-                const __m256 x = _mm256_loadu_ps(xg + 8 * l), w = _mm256_loadu_ps(wg + 8 * l);
-                const __m256 q = _mm256_cvtepi32_ps(weight_code8(x, ml, inv, nz, nmax));
-                const __m256 diff = _mm256_sub_ps(x, _mm256_sub_ps(_mm256_mul_ps(dl, q), ml));
-                err = _mm256_add_ps(err, _mm256_mul_ps(_mm256_mul_ps(w, diff), diff));
-            }
+            const __m256 err = unit ? move_error8(xg, wg, n, dl, ml, inv, nz, nmax, 1)
+                                    : move_error8(xg, wg, n, dl, ml, inv, nz, nmax, 0);
             const __m256 better = _mm256_cmp_ps(err, best, _CMP_LT_OQ);
             if (!_mm256_movemask_ps(better)) continue;
             const __m256i bi = _mm256_castps_si256(better);

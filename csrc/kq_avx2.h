@@ -33,6 +33,15 @@ QI_TARGET_AVX2 static inline __m256 qi_abs8(__m256 v) {
     return _mm256_andnot_ps(_mm256_set1_ps(-0.f), v);
 }
 
+/* 1 if all n floats are exactly 1: then w * v == v for every v (including
+ * -0, infinities and NaN), so the kernels may skip those products and stay exact. */
+QI_TARGET_AVX2 static inline int qi_all_ones(const float *w, int n) {
+    __m256 eq = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int i = 0; i < n; i += 8)
+        eq = _mm256_and_ps(eq, _mm256_cmp_ps(_mm256_loadu_ps(w + i), _mm256_set1_ps(1.f), _CMP_EQ_OQ));
+    return _mm256_movemask_ps(eq) == 0xff;
+}
+
 /* Transpose sub-blocks 8g..8g+7 of n weights each (sub-block j at v + n*j) into rows of eight. */
 static inline void qi_kq_transpose8(const float *v, int n, int g, float *vt) {
     for (int j = 0; j < 8; j++)

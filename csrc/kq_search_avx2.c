@@ -8,9 +8,11 @@
 
 #define MAX_N 32
 
-QI_TARGET_AVX2 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, const float *wt, int32_t *Lt,
-                                           float *scale_out, float *min_out, float rmin, float rdelta, int nstep,
-                                           int use_mad, int empty_if_le) {
+/* unit: all weights are 1 (w * v skipped, see qi_all_ones); a compile-time
+ * constant in each of the two inlined copies. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void
+qkx_x8(int n, int nmax, const float *xt, const float *wt, int32_t *Lt, float *scale_out, float *min_out, float rmin,
+       float rdelta, int nstep, int use_mad, int empty_if_le, const int unit) {
     const __m256 zero = _mm256_setzero_ps();
     const __m256i vzero = _mm256_setzero_si256();
     __m256i laux[MAX_N];
@@ -37,7 +39,7 @@ QI_TARGET_AVX2 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, con
         if (Lt) _mm256_storeu_si256((__m256i *)(Lt + 8 * l), q);
         __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(q)), mn), x);
         diff = use_mad ? qi_abs8(diff) : _mm256_mul_ps(diff, diff);
-        best = _mm256_add_ps(best, _mm256_mul_ps(w, diff));
+        best = _mm256_add_ps(best, unit ? diff : _mm256_mul_ps(w, diff));
     }
     for (int step = 0; step <= nstep; step++) {
         const float num = rmin + rdelta * (float)step + (float)nmax;
@@ -47,7 +49,7 @@ QI_TARGET_AVX2 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, con
             const __m256 x = _mm256_loadu_ps(xt + 8 * l), w = _mm256_loadu_ps(wt + 8 * l);
             const __m256i q = qi_clamp8(qi_nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(x, mn))), 0, nmax);
             laux[l] = q;
-            const __m256 lf = _mm256_cvtepi32_ps(q), wl = _mm256_mul_ps(w, lf);
+            const __m256 lf = _mm256_cvtepi32_ps(q), wl = unit ? lf : _mm256_mul_ps(w, lf);
             sum_l = _mm256_add_ps(sum_l, wl);
             sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, lf));
             sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, x));
@@ -65,7 +67,7 @@ QI_TARGET_AVX2 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, con
             const __m256 x = _mm256_loadu_ps(xt + 8 * l), w = _mm256_loadu_ps(wt + 8 * l);
             __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(laux[l])), this_min), x);
             diff = use_mad ? qi_abs8(diff) : _mm256_mul_ps(diff, diff);
-            cur = _mm256_add_ps(cur, _mm256_mul_ps(w, diff));
+            cur = _mm256_add_ps(cur, unit ? diff : _mm256_mul_ps(w, diff));
         }
         const __m256 better = _mm256_and_ps(dpos, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
         if (!_mm256_movemask_ps(better)) continue;
@@ -91,6 +93,15 @@ QI_TARGET_AVX2 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, con
     mn = _mm256_blendv_ps(mn, mn_empty, empty);
     _mm256_storeu_ps(scale_out, scale);
     _mm256_storeu_ps(min_out, _mm256_xor_ps(mn, _mm256_set1_ps(-0.f)));   /* -mn, also for mn = +0 */
+}
+
+QI_TARGET_AVX2 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, const float *wt, int32_t *Lt,
+                                           float *scale_out, float *min_out, float rmin, float rdelta, int nstep,
+                                           int use_mad, int empty_if_le) {
+    if (qi_all_ones(wt, 8 * n))
+        qkx_x8(n, nmax, xt, wt, Lt, scale_out, min_out, rmin, rdelta, nstep, use_mad, empty_if_le, 1);
+    else
+        qkx_x8(n, nmax, xt, wt, Lt, scale_out, min_out, rmin, rdelta, nstep, use_mad, empty_if_le, 0);
 }
 
 QI_TARGET_AVX2 void qi_kq_make_qx_x8_avx2(int n, int nmax, const float *xt, const float *wt, int32_t *Lt,
