@@ -210,7 +210,7 @@ static int quantize_ggml(int kind, const float *x, uint8_t *out, int64_t nrows, 
 /* Trial scales of the symmetric types: legacy_best.py SYM_TRIALS. */
 static qi_sym_trials sym_trials(int kind) {
     qi_sym_trials t = {121.0f, 1.0f, 8};
-    if (kind == K_Q4_0) { t.t0 = 7.0f; t.step = 0.25f; }
+    if (kind == K_Q4_0) { t.t0 = 7.25f; t.step = 0.5f; t.n = 4; }
     if (kind == K_Q5_0) { t.t0 = 15.0f; t.step = 0.25f; }
     return t;
 }

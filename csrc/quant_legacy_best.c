@@ -130,9 +130,6 @@ static int asym_stored(const float *x, const float *w, float d, float m, float n
     return 1;
 }
 
-/* Half a step trimmed off neither, the top, the bottom, both ends. */
-static const float TRIM_A[4] = {0.0f, 0.0f, 0.5f, 0.5f}, TRIM_B[4] = {0.0f, 0.5f, 0.0f, 0.5f};
-
 void qi_legacy_best_asym(const float *x, const float *w, int nmax_i, float *d, float *m, float *L) {
     if (!w) w = ONES;
     const float nmax = (float)nmax_i;
@@ -145,8 +142,8 @@ void qi_legacy_best_asym(const float *x, const float *w, int nmax_i, float *d, f
     if (!(r > 0)) return;
     const float step = r / nmax, sw = lane_sum(w), sx = lane_sum(wx);
     float score = -INFINITY, td = 0, tm = 0;
-    for (int k = 0; k < 4; k++) {
-        const float lo_v = mn + TRIM_A[k] * step, hi_v = mx - TRIM_B[k] * step;
+    for (int k = 0; k < QI_N_TRIMS; k++) {
+        const float lo_v = mn + QI_TRIM_A[k] * step, hi_v = mx - QI_TRIM_B[k] * step;
         const float width = hi_v - lo_v;
         if (!(width > 0)) continue;
         const float ic = nmax / width;

@@ -11,6 +11,11 @@
 
 typedef struct { float t0, step; int n; } qi_sym_trials;
 
+/* Q4_1/Q5_1 trials: lo = mn + QI_TRIM_A[k]*step, hi = mx - QI_TRIM_B[k]*step
+ * (legacy_best.py ASYM_TRIMS). */
+#define QI_N_TRIMS 2
+static const float QI_TRIM_A[QI_N_TRIMS] = {0.0f, 0.375f}, QI_TRIM_B[QI_N_TRIMS] = {0.375f, 0.0f};
+
 void qi_legacy_best_sym(const float *x, const float *w, int lo, int hi, qi_sym_trials tr, float *d, float *l);
 void qi_legacy_best_asym(const float *x, const float *w, int nmax, float *d, float *m, float *L);
 /* A legacy format as the 8-block AVX2 kernel sees it. lo..hi: symmetric codes. */

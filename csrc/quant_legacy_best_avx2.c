@@ -92,7 +92,8 @@ AI __m256i trunc_i(__m256 v) { return _mm256_cvttps_epi32(v); }
 AI __m256i as_int8(__m256i q) { return _mm256_srai_epi32(_mm256_slli_epi32(q, 24), 24); }
 
 typedef struct {
-    __m256 X[QK], W[QK], WX[QK];
+    __m256 X[QK], W[QK], WXbuf[QK];
+    const __m256 *WX;       /* w*x: WXbuf, or X itself for weights of 1 */
     int has_w;
 } blocks8;
 
@@ -221,14 +222,18 @@ AI void ggml_sym(const qi_legacy_fmt *f, const blocks8 *B, __m256 *D, __m256 *L,
 
 /* ---- Q4_1 / Q5_1 ----------------------------------------------------------- */
 
-/* LS (d, m) of codes L; returns the lanes where the normal equations are regular. */
-AI __m256 asym_ls(const blocks8 *B, const __m256 *L, __m256 sw, __m256 sx, __m256 *d, __m256 *m, __m256 *sxl_out) {
+/* LS (d, m) of codes L, or (L == NULL) of the trial codes rint((x - lo)*ic)
+ * clamped to 0..nmax, computed on the fly; returns the lanes where the normal
+ * equations are regular. */
+AI __m256 asym_ls(const blocks8 *B, const __m256 *L, __m256 lo, __m256 ic, __m256 nmax,
+                  __m256 sw, __m256 sx, __m256 *d, __m256 *m, __m256 *sxl_out) {
     __m256 a[8], b[8], c[8];
     for (int j = 0; j < 8; j++)
         for (int k = 0; k < 4; k++) {
             const int i = j + 8 * k;
-            const __m256 wl = B->has_w ? _mm256_mul_ps(B->W[i], L[i]) : L[i];
-            const __m256 p = _mm256_mul_ps(wl, L[i]), q = _mm256_mul_ps(B->WX[i], L[i]);
+            const __m256 l = L ? L[i] : round_clamp(_mm256_mul_ps(_mm256_sub_ps(B->X[i], lo), ic), _mm256_setzero_ps(), nmax);
+            const __m256 wl = B->has_w ? _mm256_mul_ps(B->W[i], l) : l;
+            const __m256 p = _mm256_mul_ps(wl, l), q = _mm256_mul_ps(B->WX[i], l);
             a[j] = k ? _mm256_add_ps(a[j], wl) : wl;
             b[j] = k ? _mm256_add_ps(b[j], p) : p;
             c[j] = k ? _mm256_add_ps(c[j], q) : q;
@@ -261,23 +266,21 @@ AI __m256 asym_stored(const blocks8 *B, __m256 d, __m256 m, __m256 valid, __m256
 }
 
 AI void best_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 mn, __m256 mx, __m256 *D, __m256 *M, __m256 *L) {
-    static const float TRIM_A[4] = {0.0f, 0.0f, 0.5f, 0.5f}, TRIM_B[4] = {0.0f, 0.5f, 0.0f, 0.5f};
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), nmax = _mm256_set1_ps((float)f->nmax);
     __m256 best_e = err(B, *D, M, L);
     const __m256 r = _mm256_sub_ps(mx, mn);
     const __m256 spread = _mm256_cmp_ps(r, zero, _CMP_GT_OQ);
     const __m256 step = _mm256_div_ps(r, nmax);
     const __m256 sw = B->has_w ? colsum(B->W) : _mm256_set1_ps((float)QK), sx = colsum(B->WX);
-    __m256 score = _mm256_set1_ps(-INFINITY), td = zero, tm = zero, Lt[QK];
-    for (int k = 0; k < 4; k++) {
-        const __m256 lo_v = _mm256_add_ps(mn, _mm256_mul_ps(_mm256_set1_ps(TRIM_A[k]), step));
-        const __m256 hi_v = _mm256_sub_ps(mx, _mm256_mul_ps(_mm256_set1_ps(TRIM_B[k]), step));
+    __m256 score = _mm256_set1_ps(-INFINITY), td = zero, tm = zero;
+    for (int k = 0; k < QI_N_TRIMS; k++) {
+        const __m256 lo_v = _mm256_add_ps(mn, _mm256_mul_ps(_mm256_set1_ps(QI_TRIM_A[k]), step));
+        const __m256 hi_v = _mm256_sub_ps(mx, _mm256_mul_ps(_mm256_set1_ps(QI_TRIM_B[k]), step));
         const __m256 width = _mm256_sub_ps(hi_v, lo_v);
         const __m256 ok = _mm256_and_ps(spread, _mm256_cmp_ps(width, zero, _CMP_GT_OQ));
         const __m256 ic = _mm256_div_ps(nmax, sel(ok, width, one));
-        for (int i = 0; i < QK; i++) Lt[i] = round_clamp(_mm256_mul_ps(_mm256_sub_ps(B->X[i], lo_v), ic), zero, nmax);
         __m256 dk, mk, sxl;
-        const __m256 regular = asym_ls(B, Lt, sw, sx, &dk, &mk, &sxl);
+        const __m256 regular = asym_ls(B, NULL, lo_v, ic, nmax, sw, sx, &dk, &mk, &sxl);
         const __m256 s = _mm256_add_ps(_mm256_mul_ps(dk, sxl), _mm256_mul_ps(mk, sx));
         const __m256 better = _mm256_and_ps(_mm256_and_ps(ok, regular),
                                             _mm256_and_ps(_mm256_cmp_ps(dk, zero, _CMP_GT_OQ), _mm256_cmp_ps(s, score, _CMP_GT_OQ)));
@@ -288,7 +291,7 @@ AI void best_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 mn, __m256 mx
     const __m256 found = _mm256_cmp_ps(score, _mm256_set1_ps(-INFINITY), _CMP_GT_OQ);
     __m256 d1, m1, e1, L1[QK], d2, m2, e2, L2[QK], dr, mr, sxl;
     const __m256 v1 = asym_stored(B, td, tm, found, nmax, &d1, &m1, L1, &e1);
-    const __m256 regular = asym_ls(B, L1, sw, sx, &dr, &mr, &sxl);
+    const __m256 regular = asym_ls(B, L1, zero, one, nmax, sw, sx, &dr, &mr, &sxl);
     const __m256 v2 = asym_stored(B, dr, mr, _mm256_and_ps(v1, regular), nmax, &d2, &m2, L2, &e2);
     const __m256 t1 = _mm256_and_ps(v1, _mm256_cmp_ps(e1, best_e, _CMP_LT_OQ));
     best_e = sel(t1, e1, best_e);
@@ -322,13 +325,20 @@ AI void ggml_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 *D, __m256 *M
 
 /* ---- packing ------------------------------------------------------------------ */
 
-static void put_f16(uint8_t *p, float v) { uint16_t h = qi_fp32_to_fp16(v); memcpy(p, &h, 2); }
+/* fp16 bits of eight scales that are fp16 values already (exact), NaN as
+ * qi_fp32_to_fp16 writes it. */
+AI __m128i f16_bits(__m256 v) {
+    const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+    const __m128i nan = _mm256_castsi256_si128(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    const __m128i nan16 = _mm_packs_epi32(nan, nan);
+    return _mm_blendv_epi8(h, _mm_set1_epi16(0x7e00), nan16);
+}
 
-/* One block from its stored codes q[0..31] (offset added). */
-AI void pack(const qi_legacy_fmt *f, uint8_t *b, float d, float m, const int32_t *q) {
-    put_f16(b, d);
+/* One block from its stored codes q[0..31] (offset added) and fp16 bits of d, m. */
+AI void pack(const qi_legacy_fmt *f, uint8_t *b, uint16_t d, uint16_t m, const int32_t *q) {
+    memcpy(b, &d, 2);
     int pos = 2;
-    if (f->has_min) { put_f16(b + 2, m); pos = 4; }
+    if (f->has_min) { memcpy(b + 2, &m, 2); pos = 4; }
     const __m128i q0 = _mm_loadu_si128((const __m128i *)q), q1 = _mm_loadu_si128((const __m128i *)(q + 4));
     const __m128i q2 = _mm_loadu_si128((const __m128i *)(q + 8)), q3 = _mm_loadu_si128((const __m128i *)(q + 12));
     const __m128i q4 = _mm_loadu_si128((const __m128i *)(q + 16)), q5 = _mm_loadu_si128((const __m128i *)(q + 20));
@@ -374,11 +384,11 @@ AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int 
     B.has_w = has_w;
     for (int b = 0; b < 8; b++) rows[b] = x + QK * b;
     load_cols(rows, B.X);
+    B.WX = B.X;
     if (has_w) {
         load_cols(w, B.W);
-        for (int i = 0; i < QK; i++) B.WX[i] = _mm256_mul_ps(B.W[i], B.X[i]);
-    } else {
-        for (int i = 0; i < QK; i++) B.WX[i] = B.X[i];
+        for (int i = 0; i < QK; i++) B.WXbuf[i] = _mm256_mul_ps(B.W[i], B.X[i]);
+        B.WX = B.WXbuf;
     }
     __m256 D, M = _mm256_setzero_ps(), L[QK], mn, mx;
     if (d0) {
@@ -413,10 +423,10 @@ AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int 
         best_sym(f, &B, mx, &D, L);
     }
     int32_t q[8][QK];
-    float dv[8], mv[8];
+    uint16_t dv[8], mv[8];
     store_codes(f, L, q);
-    _mm256_storeu_ps(dv, D);
-    _mm256_storeu_ps(mv, M);
+    _mm_storeu_si128((__m128i *)dv, f16_bits(D));
+    _mm_storeu_si128((__m128i *)mv, f16_bits(M));
     for (int b = 0; b < 8; b++) pack(f, out + b * f->type_size, dv[b], mv[b], q[b]);
 }
 

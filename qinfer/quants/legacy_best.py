@@ -10,8 +10,8 @@ Same bytes as llama.cpp's format, lower error. Per 32-block:
    - symmetric types (codes lo..hi): l = rint(-t/mx * x) clamped, mx the signed
      absmax, t = T0 + STEP*k for k < N (SYM_TRIALS); score d*sxl with
      d = sxl/sll, i.e. how much the LS scale removes from sum(w x^2).
-   - Q4_1/Q5_1 (codes 0..nmax): the range [mn, mx] with half a step trimmed
-     off neither, one or both ends (ASYM_TRIMS), codes rint((x - lo)*nmax/(hi - lo));
+   - Q4_1/Q5_1 (codes 0..nmax): the range [mn, mx] with 3/8 of a step trimmed
+     off its top or its bottom (ASYM_TRIMS), codes rint((x - lo)*nmax/(hi - lo));
      score d*sxl + m*sx for the LS (d, m) of those codes.
 3. The best-scoring trial's LS scale (and min) is rounded to the fp16 d the file
    stores and the codes recomputed from exactly that (times the float32 1/d, a
@@ -42,9 +42,9 @@ F32 = np.float32
 
 SYM_RANGE = {"q8_0": (-127, 127), "q4_0": (-8, 7), "q5_0": (-16, 15)}
 # (T0, STEP, N) of the symmetric trials; chosen from measured gains (see module doc).
-SYM_TRIALS = {"q8_0": (121.0, 1.0, 8), "q4_0": (7.0, 0.25, 8), "q5_0": (15.0, 0.25, 8)}
-# (a, b): lo = mn + a*step, hi = mx - b*step, step = (mx - mn)/nmax.
-ASYM_TRIMS = ((0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5))
+SYM_TRIALS = {"q8_0": (121.0, 1.0, 8), "q4_0": (7.25, 0.5, 4), "q5_0": (15.0, 0.25, 8)}
+# (a, b): lo = mn + a*step, hi = mx - b*step, step = (mx - mn)/nmax; likewise chosen.
+ASYM_TRIMS = ((0.0, 0.375), (0.375, 0.0))
 
 
 def lane_sum(v):

@@ -212,9 +212,9 @@ def _quantize_ggml_rows(kind, x, out, imatrix, use_im):
 
 # `best`: qinfer/quants/legacy_best.py, block by block. Trials of the symmetric
 # types (t0, step, n) in kind order q8_0, q4_0, q5_0, and Q4_1/Q5_1's range trims.
-SYM_TRIALS = np.array([[121.0, 1.0, 8], [7.0, 0.25, 8], [15.0, 0.25, 8]], dtype=np.float32)
-TRIM_A = np.array([0.0, 0.0, 0.5, 0.5], dtype=np.float32)
-TRIM_B = np.array([0.0, 0.5, 0.0, 0.5], dtype=np.float32)
+SYM_TRIALS = np.array([[121.0, 1.0, 8], [7.25, 0.5, 4], [15.0, 0.25, 8]], dtype=np.float32)
+TRIM_A = np.array([0.0, 0.375], dtype=np.float32)
+TRIM_B = np.array([0.375, 0.0], dtype=np.float32)
 
 
 @njit(cache=True)
@@ -381,7 +381,7 @@ def _best_asym(kind, x, w, d, m, L):
     score = F32(-np.inf)
     td = F32(0)
     tm = F32(0)
-    for k in range(4):
+    for k in range(TRIM_A.shape[0]):
         lo_v = F32(mn + F32(TRIM_A[k] * step))
         hi_v = F32(mx - F32(TRIM_B[k] * step))
         width = F32(hi_v - lo_v)
