@@ -193,71 +193,82 @@ QI_TARGET_AVX2 void qi_kq_make_qkx16_avx2(int nmax, const float *x, const float 
     }
 }
 
-/* make_q3_quants of kq_search.c (weights x^2) for eight sub-blocks of 16. The
- * refinement passes visit the weights in order, each lane carrying its own
- * running sums; a lane whose pass changed nothing stops there (scalar: break)
- * and is masked out of the passes the other lanes still run. */
-QI_TARGET_AVX2 static void make_q3_x8(int nmax, const float *xt, int32_t *Lt, float *scale_out) {
+/* make_q3_quants of kq_search.c (weights x^2) for the two groups of eight
+ * sub-blocks of 16 (xt: group g at xt + 128 g), interleaved so the two
+ * groups' dependency chains overlap. The refinement passes visit the weights
+ * in order, each lane carrying its own running sums; a lane whose pass
+ * changed nothing stops there (scalar: break) and is masked out of the passes
+ * the other lanes still run. */
+QI_TARGET_AVX2 static void make_q3_x16(int nmax, const float *xt, int32_t *Lt, float *scale_out) {
     const __m256 zero = _mm256_setzero_ps();
-    __m256i Lv[16];
-    __m256 top = zero, amax = zero;
-    for (int l = 0; l < 16; l++) {
-        const __m256 x = _mm256_loadu_ps(xt + 8 * l), ax = qi_abs8(x);
-        const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
-        amax = _mm256_blendv_ps(amax, ax, gt);
-        top = _mm256_blendv_ps(top, x, gt);
-    }
-    const __m256 empty = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
-    const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-(float)nmax), top);
-    __m256 sumlx = zero, suml2 = zero;
-    for (int l = 0; l < 16; l++) {
-        const __m256 x = _mm256_loadu_ps(xt + 8 * l), w = _mm256_mul_ps(x, x);
-        Lv[l] = qi_clamp8(qi_nearest_int8(_mm256_mul_ps(iscale, x)), -nmax, nmax - 1);
-        const __m256 lf = _mm256_cvtepi32_ps(Lv[l]);
-        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, x), lf));
-        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
-    }
-    __m256 active = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    for (int pass = 0; pass < 5; pass++) {
-        __m256 changed = zero;
+    __m256i Lv[2][16];
+    __m256 sumlx[2], suml2[2], active[2], empty[2];
+    for (int g = 0; g < 2; g++) {
+        const float *xg = xt + 128 * g;
+        __m256 top = zero, amax = zero;
         for (int l = 0; l < 16; l++) {
-            const __m256 x = _mm256_loadu_ps(xt + 8 * l), w = _mm256_mul_ps(x, x), wx = _mm256_mul_ps(w, x);
-            const __m256 lf = _mm256_cvtepi32_ps(Lv[l]);
-            __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf));
-            __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
-            const __m256i new_l = qi_clamp8(qi_nearest_int8(_mm256_div_ps(_mm256_mul_ps(x, sl2), slx)), -nmax, nmax - 1);
-            const __m256 nf = _mm256_cvtepi32_ps(new_l);
-            slx = _mm256_add_ps(slx, _mm256_mul_ps(wx, nf));
-            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, nf), nf));
-            __m256 take = _mm256_and_ps(active, _mm256_cmp_ps(_mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lf)), zero, _CMP_GT_OQ));
-            take = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(new_l, Lv[l])), take);
-            take = _mm256_and_ps(take, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ));
-            take = _mm256_and_ps(take, _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
-                                                     _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2), _CMP_GT_OQ));
-            Lv[l] = _mm256_blendv_epi8(Lv[l], new_l, _mm256_castps_si256(take));
-            sumlx = _mm256_blendv_ps(sumlx, slx, take);
-            suml2 = _mm256_blendv_ps(suml2, sl2, take);
-            changed = _mm256_or_ps(changed, take);
+            const __m256 x = _mm256_loadu_ps(xg + 8 * l), ax = qi_abs8(x);
+            const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+            amax = _mm256_blendv_ps(amax, ax, gt);
+            top = _mm256_blendv_ps(top, x, gt);
         }
-        active = _mm256_and_ps(active, changed);
-        if (!_mm256_movemask_ps(active)) break;
+        empty[g] = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+        const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-(float)nmax), top);
+        sumlx[g] = suml2[g] = zero;
+        for (int l = 0; l < 16; l++) {
+            const __m256 x = _mm256_loadu_ps(xg + 8 * l), w = _mm256_mul_ps(x, x);
+            Lv[g][l] = qi_clamp8(qi_nearest_int8(_mm256_mul_ps(iscale, x)), -nmax, nmax - 1);
+            const __m256 lf = _mm256_cvtepi32_ps(Lv[g][l]);
+            sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(_mm256_mul_ps(w, x), lf));
+            suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+        }
+        active[g] = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     }
-    const __m256i bias = _mm256_set1_epi32(nmax), em = _mm256_castps_si256(empty);
-    for (int l = 0; l < 16; l++)
-        _mm256_storeu_si256((__m256i *)(Lt + 8 * l), _mm256_andnot_si256(em, _mm256_add_epi32(Lv[l], bias)));
-    const __m256 scale = _mm256_and_ps(_mm256_div_ps(sumlx, suml2), _mm256_cmp_ps(suml2, zero, _CMP_GT_OQ));
-    _mm256_storeu_ps(scale_out, _mm256_andnot_ps(empty, scale));
+    for (int pass = 0; pass < 5; pass++) {
+        __m256 changed[2] = {zero, zero};
+        for (int l = 0; l < 16; l++)
+            for (int g = 0; g < 2; g++) {
+                const __m256 x = _mm256_loadu_ps(xt + 128 * g + 8 * l), w = _mm256_mul_ps(x, x), wx = _mm256_mul_ps(w, x);
+                const __m256 lf = _mm256_cvtepi32_ps(Lv[g][l]);
+                const __m256 slx0 = _mm256_sub_ps(sumlx[g], _mm256_mul_ps(wx, lf));
+                const __m256 sl20 = _mm256_sub_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w, lf), lf));
+                const __m256i new_l = qi_clamp8(qi_nearest_int8(_mm256_div_ps(_mm256_mul_ps(x, sl20), slx0)), -nmax, nmax - 1);
+                const __m256 nf = _mm256_cvtepi32_ps(new_l);
+                const __m256 slx = _mm256_add_ps(slx0, _mm256_mul_ps(wx, nf));
+                const __m256 sl2 = _mm256_add_ps(sl20, _mm256_mul_ps(_mm256_mul_ps(w, nf), nf));
+                __m256 take = _mm256_and_ps(active[g], _mm256_cmp_ps(slx0, zero, _CMP_GT_OQ));
+                take = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(new_l, Lv[g][l])), take);
+                take = _mm256_and_ps(take, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ));
+                take = _mm256_and_ps(take, _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[g]),
+                                                         _mm256_mul_ps(_mm256_mul_ps(sumlx[g], sumlx[g]), sl2), _CMP_GT_OQ));
+                Lv[g][l] = _mm256_blendv_epi8(Lv[g][l], new_l, _mm256_castps_si256(take));
+                sumlx[g] = _mm256_blendv_ps(sumlx[g], slx, take);
+                suml2[g] = _mm256_blendv_ps(suml2[g], sl2, take);
+                changed[g] = _mm256_or_ps(changed[g], take);
+            }
+        active[0] = _mm256_and_ps(active[0], changed[0]);
+        active[1] = _mm256_and_ps(active[1], changed[1]);
+        if (!_mm256_movemask_ps(_mm256_or_ps(active[0], active[1]))) break;
+    }
+    const __m256i bias = _mm256_set1_epi32(nmax);
+    for (int g = 0; g < 2; g++) {
+        const __m256i em = _mm256_castps_si256(empty[g]);
+        for (int l = 0; l < 16; l++)
+            _mm256_storeu_si256((__m256i *)(Lt + 128 * g + 8 * l), _mm256_andnot_si256(em, _mm256_add_epi32(Lv[g][l], bias)));
+        const __m256 scale = _mm256_and_ps(_mm256_div_ps(sumlx[g], suml2[g]), _mm256_cmp_ps(suml2[g], zero, _CMP_GT_OQ));
+        _mm256_storeu_ps(scale_out + 8 * g, _mm256_andnot_ps(empty[g], scale));
+    }
 }
 
 QI_TARGET_AVX2 void qi_kq_make_q3_16_avx2(int nmax, const float *x, int8_t *L, float *scales) {
-    float xt[128];
-    int32_t Lt[128];
-    for (int g = 0; g < 2; g++) {
-        qi_kq_transpose8(x, 16, g, xt);
-        make_q3_x8(nmax, xt, Lt, scales + 8 * g);
+    float xt[256];
+    int32_t Lt[256];
+    qi_kq_transpose8(x, 16, 0, xt);
+    qi_kq_transpose8(x, 16, 1, xt + 128);
+    make_q3_x16(nmax, xt, Lt, scales);
+    for (int g = 0; g < 2; g++)
         for (int j = 0; j < 8; j++)
-            for (int l = 0; l < 16; l++) L[16 * (8 * g + j) + l] = (int8_t)Lt[8 * l + j];
-    }
+            for (int l = 0; l < 16; l++) L[16 * (8 * g + j) + l] = (int8_t)Lt[128 * g + 8 * l + j];
 }
 
 #endif /* QI_X86 */
