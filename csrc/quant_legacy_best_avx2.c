@@ -310,12 +310,13 @@ AI void ggml_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 *D, __m256 *M
     }
     const __m256 d = _mm256_div_ps(_mm256_sub_ps(mx, mn), _mm256_set1_ps((float)f->nmax)), id = inv_or_zero(d);
     const __m256 half = _mm256_set1_ps(0.5f);
-    const __m256i byte = _mm256_set1_epi32(0xFF), mask = _mm256_set1_epi32((1 << f->bits) - 1);
-    const __m256i top = _mm256_set1_epi32(f->bits == 4 ? 15 : 255);
+    const __m256i byte = _mm256_set1_epi32(0xFF), fifteen = _mm256_set1_epi32(15), mask5 = _mm256_set1_epi32(31);
     for (int i = 0; i < QK; i++) {
         __m256i q = _mm256_and_si256(trunc_i(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(B->X[i], mn), id), half)), byte);
-        q = _mm256_min_epi32(q, top);
-        L[i] = _mm256_cvtepi32_ps(_mm256_and_si256(q, mask));
+        /* (uint8_t) value 0..255, then Q4_1 clamps to 15 (already 4 bits) and
+         * Q5_1 stores the low 5 bits */
+        q = f->bits == 4 ? _mm256_min_epi32(q, fifteen) : _mm256_and_si256(q, mask5);
+        L[i] = _mm256_cvtepi32_ps(q);
     }
     *D = f16r(d);
     *M = f16r(mn);
