@@ -253,50 +253,48 @@ static int quantize_best(int kind, const float *x, uint8_t *out, int64_t nrows, 
     if (n % QK) return QI_EINVAL;
     const layout_t *lay = &LAYOUT[kind];
     const int64_t nb = n / QK, total = nrows * nb;
+    /* Candidate 0 is llama.cpp's solution. Its importance-matrix path needs each
+     * row's mean square, so it runs row-wise first; llama.cpp ignores the
+     * importance matrix for Q8_0, whose candidate 0 is then computed per block. */
+    const int prepass = imatrix && kind != K_Q8_0;
+    if (prepass) {
+        int rc = quantize_ggml(kind, x, out, nrows, n, imatrix);
+        if (rc) return rc;
+    }
     float lf[QK];
     int L[QK];
     int64_t g = 0;
-    if (imatrix) {
-        /* Candidate 0 is llama.cpp's importance-matrix solution, computed row-wise
-         * (its weights need the row's mean square). */
-        int rc = quantize_ggml(kind, x, out, nrows, n, imatrix);
-        if (rc) return rc;
-#ifdef QI_X86
-        if (qi_simd_level() == QI_SIMD_AVX2) {
-            const qi_legacy_fmt f = fmt_of(kind);
-            float d0[8], m0[8], l0[8 * QK];
-            const float *w[8];
-            for (; g + 8 <= total; g += 8) {
-                for (int b = 0; b < 8; b++) {
-                    unpack_block(kind, out + (g + b) * lay->type_size, &d0[b], &m0[b], L);
-                    for (int j = 0; j < QK; j++) l0[b * QK + j] = (float)(L[j] - lay->offset);
-                    w[b] = imatrix + ((g + b) % nb) * QK;
-                }
-                qi_legacy_best8_avx2(&f, x + g * QK, w, d0, m0, l0, out + g * lay->type_size);
-            }
-        }
-#endif
-        for (; g < total; g++) {
-            uint8_t *b = out + g * lay->type_size;
-            float d, m;
-            unpack_block(kind, b, &d, &m, L);
-            for (int j = 0; j < QK; j++) lf[j] = (float)(L[j] - lay->offset);
-            best_block(kind, x + g * QK, imatrix + (g % nb) * QK, d, m, lf, b);
-        }
-        return QI_OK;
-    }
 #ifdef QI_X86
     if (qi_simd_level() == QI_SIMD_AVX2) {
         const qi_legacy_fmt f = fmt_of(kind);
-        for (; g + 8 <= total; g += 8) qi_legacy_best8_avx2(&f, x + g * QK, NULL, NULL, NULL, NULL, out + g * lay->type_size);
+        float d0[8], m0[8], l0[8 * QK];
+        const float *w[8];
+        for (; g + 8 <= total; g += 8) {
+            for (int b = 0; b < 8 && imatrix; b++) w[b] = imatrix + ((g + b) % nb) * QK;
+            if (prepass)
+                for (int b = 0; b < 8; b++) {
+                    unpack_block(kind, out + (g + b) * lay->type_size, &d0[b], &m0[b], L);
+                    for (int j = 0; j < QK; j++) l0[b * QK + j] = (float)(L[j] - lay->offset);
+                }
+            qi_legacy_best8_avx2(&f, x + g * QK, imatrix ? w : NULL, prepass ? d0 : NULL, m0, l0,
+                                 out + g * lay->type_size);
+        }
     }
 #endif
     for (; g < total; g++) {
         const float *xb = x + g * QK;
+        uint8_t *b = out + g * lay->type_size;
         float d, m;
-        ggml_codes(kind, xb, &d, &m, L);
-        stored_codes(kind, L, lf);
-        best_block(kind, xb, NULL, f16r(d), f16r(m), lf, out + g * lay->type_size);
+        if (prepass) {
+            unpack_block(kind, b, &d, &m, L);
+            for (int j = 0; j < QK; j++) lf[j] = (float)(L[j] - lay->offset);
+        } else {
+            ggml_codes(kind, xb, &d, &m, L);
+            stored_codes(kind, L, lf);
+            d = f16r(d);
+            m = f16r(m);
+        }
+        best_block(kind, xb, imatrix ? imatrix + (g % nb) * QK : NULL, d, m, lf, b);
     }
     return QI_OK;
 }
