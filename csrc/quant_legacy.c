@@ -167,46 +167,6 @@ static float make_qx_w(const float *x, int nmax, int *L, const float *w) {
     return scale;
 }
 
-static int quantize_ggml(int kind, const float *x, uint8_t *out, int64_t nrows, int64_t n, const float *imatrix) {
-    if (n % QK) return QI_EINVAL;
-    const layout_t *lay = &LAYOUT[kind];
-    const int64_t nb = n / QK;
-    const int impl = imatrix && kind != K_Q8_0;   /* llama.cpp ignores the imatrix for Q8_0 */
-    for (int64_t r = 0; r < nrows; r++) {
-        const float *xr = x + r * n;
-        uint8_t *o = out + r * nb * lay->type_size;
-        float sigma2 = 0;
-        if (impl) {
-            float s = 0;
-            for (int64_t j = 0; j < n; j++) s += xr[j] * xr[j];
-            sigma2 = s / n;
-        }
-        for (int64_t ib = 0; ib < nb; ib++) {
-            const float *xb = xr + ib * QK;
-            if (impl) {
-                float w[QK];
-                int L[QK];
-                for (int j = 0; j < QK; j++) w[j] = imatrix[ib * QK + j] * sqrtf(sigma2 + xb[j] * xb[j]);
-                if (lay->has_min) {          /* quantize_row_q{4,5}_1_impl */
-                    uint8_t Lq[QK], Laux[QK];
-                    float the_min;
-                    const float d = qi_kq_make_qkx3_quants(QK, lay->nmax, xb, w, Lq, &the_min, Laux, -0.9f, 0.05f, 36, 0);
-                    for (int j = 0; j < QK; j++) L[j] = Lq[j];
-                    pack_block(kind, o + ib * lay->type_size, d, -the_min, L);
-                } else {                     /* quantize_row_q{4,5}_0_impl */
-                    const float d = make_qx_w(xb, lay->nmax, L, w);
-                    pack_block(kind, o + ib * lay->type_size, d, 0, L);
-                }
-            } else {
-                ggml_block(kind, xb, o + ib * lay->type_size);
-            }
-        }
-    }
-    return QI_OK;
-}
-
-/* ---- best (search in quant_legacy_best*.c) -------------------------------- */
-
 /* Trial scales of the symmetric types: legacy_best.py SYM_TRIALS. */
 static qi_sym_trials sym_trials(int kind) {
     qi_sym_trials t = {121.0f, 1.0f, 8};
@@ -214,6 +174,61 @@ static qi_sym_trials sym_trials(int kind) {
     if (kind == K_Q5_0) { t.t0 = 15.0f; t.step = 0.25f; }
     return t;
 }
+
+#ifdef QI_X86
+static qi_legacy_fmt fmt_of(int kind) {
+    const layout_t *lay = &LAYOUT[kind];
+    qi_legacy_fmt f = {kind == K_Q8_0, lay->bits, lay->nmax, lay->offset, lay->has_min, lay->type_size,
+                       kind == K_Q8_0 ? -127 : -lay->nmax, kind == K_Q8_0 ? 127 : lay->nmax - 1, sym_trials(kind)};
+    return f;
+}
+#endif
+
+static int quantize_ggml(int kind, const float *x, uint8_t *out, int64_t nrows, int64_t n, const float *imatrix) {
+    if (n % QK) return QI_EINVAL;
+    const layout_t *lay = &LAYOUT[kind];
+    const int64_t nb = n / QK;
+    const int impl = imatrix && kind != K_Q8_0;   /* llama.cpp ignores the imatrix for Q8_0 */
+    if (!impl) {                                  /* blocks independent: one sequence */
+        const int64_t total = nrows * nb;
+        int64_t g = 0;
+#ifdef QI_X86
+        if (qi_simd_level() == QI_SIMD_AVX2) {
+            const qi_legacy_fmt f = fmt_of(kind);
+            for (; g + 8 <= total; g += 8) qi_legacy_ggml8_avx2(&f, x + g * QK, out + g * lay->type_size);
+        }
+#endif
+        for (; g < total; g++) ggml_block(kind, x + g * QK, out + g * lay->type_size);
+        return QI_OK;
+    }
+    /* quantize_row_q{4,5}_{0,1}_impl: weights from the row's mean square */
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *xr = x + r * n;
+        uint8_t *o = out + r * nb * lay->type_size;
+        float s = 0;
+        for (int64_t j = 0; j < n; j++) s += xr[j] * xr[j];
+        const float sigma2 = s / n;
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const float *xb = xr + ib * QK;
+            float w[QK];
+            int L[QK];
+            for (int j = 0; j < QK; j++) w[j] = imatrix[ib * QK + j] * sqrtf(sigma2 + xb[j] * xb[j]);
+            if (lay->has_min) {          /* quantize_row_q{4,5}_1_impl */
+                uint8_t Lq[QK], Laux[QK];
+                float the_min;
+                const float d = qi_kq_make_qkx3_quants(QK, lay->nmax, xb, w, Lq, &the_min, Laux, -0.9f, 0.05f, 36, 0);
+                for (int j = 0; j < QK; j++) L[j] = Lq[j];
+                pack_block(kind, o + ib * lay->type_size, d, -the_min, L);
+            } else {                     /* quantize_row_q{4,5}_0_impl */
+                const float d = make_qx_w(xb, lay->nmax, L, w);
+                pack_block(kind, o + ib * lay->type_size, d, 0, L);
+            }
+        }
+    }
+    return QI_OK;
+}
+
+/* ---- best (search in quant_legacy_best*.c) -------------------------------- */
 
 /* Codes as the block stores them (pack_block keeps the low bits), as floats;
  * symmetric types signed. */
@@ -238,14 +253,6 @@ static void best_block(int kind, const float *x, const float *w, float d, float 
     pack_block(kind, b, d, m, L);
 }
 
-#ifdef QI_X86
-static qi_legacy_fmt fmt_of(int kind) {
-    const layout_t *lay = &LAYOUT[kind];
-    qi_legacy_fmt f = {kind == K_Q8_0, lay->bits, lay->nmax, lay->offset, lay->has_min, lay->type_size,
-                       kind == K_Q8_0 ? -127 : -lay->nmax, kind == K_Q8_0 ? 127 : lay->nmax - 1, sym_trials(kind)};
-    return f;
-}
-#endif
 
 /* Blocks are contiguous across rows (n is a multiple of 32), so they are taken
  * as one sequence: with AVX2 eight at a time, the rest one by one. */

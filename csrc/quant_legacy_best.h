@@ -32,6 +32,8 @@ typedef struct {
  * qi_legacy_best_sym/asym). */
 void qi_legacy_best8_avx2(const qi_legacy_fmt *f, const float *x, const float *const *w,
                           const float *d0, const float *m0, const float *l0, uint8_t *out);
+/* llama.cpp's quantize_row_*_ref of eight consecutive blocks, same bytes. */
+void qi_legacy_ggml8_avx2(const qi_legacy_fmt *f, const float *x, uint8_t *out);
 #endif
 
 #endif

@@ -379,7 +379,7 @@ AI void store_codes(const qi_legacy_fmt *f, const __m256 *L, int32_t (*q)[QK]) {
 }
 
 AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int has_w,
-             const float *d0, const float *m0, const float *l0, uint8_t *out) {
+             const float *d0, const float *m0, const float *l0, int search, uint8_t *out) {
     blocks8 B;
     const float *rows[8];
     B.has_w = has_w;
@@ -407,7 +407,7 @@ AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int 
         } else {
             ggml_asym(f, &B, &D, &M, L, &mn, &mx);
         }
-        best_asym(f, &B, mn, mx, &D, &M, L);
+        if (search) best_asym(f, &B, mn, mx, &D, &M, L);
     } else {
         if (d0) {
             const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -421,7 +421,7 @@ AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int 
         } else {
             ggml_sym(f, &B, &D, L, &mx);
         }
-        best_sym(f, &B, mx, &D, L);
+        if (search) best_sym(f, &B, mx, &D, L);
     }
     int32_t q[8][QK];
     uint16_t dv[8], mv[8];
@@ -433,8 +433,12 @@ AI void run8(const qi_legacy_fmt *f, const float *x, const float *const *w, int 
 
 QI_TARGET_AVX2 void qi_legacy_best8_avx2(const qi_legacy_fmt *f, const float *x, const float *const *w,
                                          const float *d0, const float *m0, const float *l0, uint8_t *out) {
-    if (w) run8(f, x, w, 1, d0, m0, l0, out);
-    else run8(f, x, NULL, 0, d0, m0, l0, out);
+    if (w) run8(f, x, w, 1, d0, m0, l0, 1, out);
+    else run8(f, x, NULL, 0, d0, m0, l0, 1, out);
+}
+
+QI_TARGET_AVX2 void qi_legacy_ggml8_avx2(const qi_legacy_fmt *f, const float *x, uint8_t *out) {
+    run8(f, x, NULL, 0, NULL, NULL, NULL, 0, out);
 }
 
 #endif
