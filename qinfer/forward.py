@@ -25,18 +25,13 @@ class Forward:
         self.be = backend
         self.ops = get_ops(backend)
         self.n_threads = n_threads
-        # Until every backend has matmul, fall back to dequantize + numpy.
-        self._has_matmul = hasattr(backend, "matmul")
 
     # -- building blocks ---------------------------------------------------------
 
     def linear(self, m, x):
         """x @ W.T for a weight matrix m (quantized rows), x float32 [n, n_in]."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if self._has_matmul:
-            return self.be.matmul(m.qtype, m.data, x, n_threads=self.n_threads)
-        w = quants.dequantize(m.data, m.qtype, (m.n_out, m.n_in), backend=self.be)
-        return x @ w.T
+        return self.be.matmul(m.qtype, m.data, x, n_threads=self.n_threads)
 
     def embed(self, ids):
         m = self.w.token_embd
@@ -65,7 +60,7 @@ class Forward:
     def __call__(self, ids, pos0, last_only=False):
         """Logits (float32 [n, n_vocab], or [1, n_vocab] with last_only) of
         tokens `ids` (int array) placed at positions pos0.., filling the cache."""
-        hp, ops, eps = self.hp, self.ops, self.hp.rms_eps
+        ops, eps = self.ops, self.hp.rms_eps
         pos = np.arange(pos0, pos0 + len(ids), dtype=np.int32)
         x = self.embed(ids)
         for i, layer in enumerate(self.w.layers):
