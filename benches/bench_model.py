@@ -2,6 +2,7 @@
 
     python benches/bench_model.py [--shape mistral-1b|mixtral-small|tiny] [--types Q4_0,Q4_K_M,Q8_0]
                                   [--threads 1,2] [--pp 256] [--tg 64] [--dir DIR]
+                                  [--backends auto|native,numba,...]
 
 Random weights (speed does not depend on them): an F16 file is written with
 gguf-py, then quantized by llama.cpp's own llama_model_quantize to each file
@@ -11,8 +12,11 @@ pp = tokens/s of one forward pass over a --pp token prompt; tg = tokens/s of
 fraction of the memory bandwidth measured here (a numpy streaming read):
 generation reads every weight byte (every active expert's, for MoE) once per
 token, so bytes/token * tg / bandwidth says how close to the hardware limit it is.
+--backends times qinfer once per listed backend (qinfer.load(..., backend=...)),
+e.g. native,numba to compare the Numba backend with the C core on one file.
 """
 import argparse
+import functools
 import os
 import sys
 import time
@@ -117,10 +121,10 @@ def bytes_per_token(path):
     return total
 
 
-def time_qinfer(path, threads, pp, tg, reps=2):
+def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
     import qinfer
 
-    m = qinfer.load(path, n_ctx=pp + tg + 1, n_threads=threads)
+    m = qinfer.load(path, n_ctx=pp + tg + 1, n_threads=threads, backend=backend)
     rng = np.random.default_rng(0)
     res = {}
     best = float("inf")
@@ -178,6 +182,8 @@ def main(argv=None):
     ap.add_argument("--tg", type=int, default=64)
     ap.add_argument("--dir", default=os.path.expanduser("~/.cache/qinfer-bench"))
     ap.add_argument("--no-llamacpp", action="store_true", help="time qinfer only")
+    ap.add_argument("--backends", default="auto",
+                    help="qinfer backends to time, comma-separated (auto, native, numba, numpy)")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     f16 = os.path.join(args.dir, f"{args.shape}-F16.gguf")
@@ -187,7 +193,7 @@ def main(argv=None):
         os.replace(f16 + ".tmp", f16)
     bw = bandwidth_gbs()
     print(f"# shape {args.shape}; memory read bandwidth {bw:.1f} GB/s; cpu count {os.cpu_count()}")
-    print(f"{'type':8s} {'thr':>3s} {'runtime':>10s} {'pp t/s':>9s} {'tg t/s':>8s} {'tg %bw':>7s}")
+    print(f"{'type':8s} {'thr':>3s} {'runtime':>13s} {'pp t/s':>9s} {'tg t/s':>8s} {'tg %bw':>7s}")
     for ftype in args.types.split(","):
         path = os.path.join(args.dir, f"{args.shape}-{ftype}.gguf")
         if ftype != "F16" and not os.path.exists(path):
@@ -195,12 +201,13 @@ def main(argv=None):
             os.replace(path + ".tmp", path)
         per_tok = bytes_per_token(path)
         for threads in (int(t) for t in args.threads.split(",")):
-            runs = [("qinfer", time_qinfer)] + ([] if args.no_llamacpp else [("llama.cpp", time_llamacpp)])
+            runs = [("qinfer", functools.partial(time_qinfer, backend=b)) for b in args.backends.split(",")]
+            runs += [] if args.no_llamacpp else [("llama.cpp", time_llamacpp)]
             for name, fn in runs:
                 r = fn(path, threads, args.pp, args.tg)
                 label = f"{name}/{r['backend']}" if "backend" in r else name
                 frac = 100 * per_tok * r["tg"] / (bw * 1e9)
-                print(f"{ftype:8s} {threads:3d} {label:>10s} {r['pp']:9.1f} {r['tg']:8.2f} {frac:6.1f}%",
+                print(f"{ftype:8s} {threads:3d} {label:>13s} {r['pp']:9.1f} {r['tg']:8.2f} {frac:6.1f}%",
                       flush=True)
 
 

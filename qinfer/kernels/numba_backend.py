@@ -34,7 +34,12 @@ class Backend:
         return self._fn(qt, f"quantize_{qt.key}_{quantizer}")(x, imatrix)
 
     def dequantize(self, qt, rows, n_per_row):
-        return self._fn(qt, f"dequantize_{qt.key}")(rows, n_per_row)
+        from .numba.ops import numba_threads
+
+        # A row or two (the embedding of a generated token) on the calling
+        # thread: waking Numba's pool would cost more than the work.
+        with numba_threads(1 if len(rows) <= 2 else None):
+            return self._fn(qt, f"dequantize_{qt.key}")(rows, n_per_row)
 
     def matmul(self, qt, w, x, out=None, n_threads=None):
         """y = x @ W.T (see qinfer.kernels.numpy_backend.Backend.matmul_args)."""

@@ -27,7 +27,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import matmul_kquant
-from .matmul_kquant import bit_set, f16_at, i32, mac
+from .matmul_kquant import bit_set, f16_at, i32, mac, u8
+from .ops import numba_threads
 
 F32 = np.float32
 U = np.uintp
@@ -139,8 +140,8 @@ def _mm_q4(w, stride, q, d, s16, out, with_min, lane):
                 s_lo = s_hi = i32(0)
                 for j in range(lane):
                     c = w[U(o + qs0 + j)]
-                    s_lo = mac(s_lo, c & 15, qt[U(32 * b + j)])
-                    s_hi = mac(s_hi, c >> 4, qt[U(32 * b + 16 + j)])
+                    s_lo = mac(s_lo, u8(c & 15), qt[U(32 * b + j)])
+                    s_hi = mac(s_hi, u8(c >> 4), qt[U(32 * b + 16 + j)])
                 isum = s_lo + s_hi
                 da = d[t, b]
                 acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
@@ -165,8 +166,8 @@ def _mm_q5(w, stride, q, d, s16, out, with_min, lane):
                 s_lo = s_hi = i32(0)
                 for j in range(lane):
                     c = w[U(o + qh0 + 4 + j)]
-                    s_lo = mac(s_lo, (c & 15) | (bit_set(qh, BIT[U(j)]) << 4), qt[U(32 * b + j)])
-                    s_hi = mac(s_hi, (c >> 4) | (bit_set(qh, BIT[U(j + 16)]) << 4), qt[U(32 * b + 16 + j)])
+                    s_lo = mac(s_lo, u8(u8(c & 15) | u8(bit_set(qh, BIT[U(j)]) << 4)), qt[U(32 * b + j)])
+                    s_hi = mac(s_hi, u8(u8(c >> 4) | u8(bit_set(qh, BIT[U(j + 16)]) << 4)), qt[U(32 * b + 16 + j)])
                 isum = s_lo + s_hi
                 da = d[t, b]
                 acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
@@ -190,13 +191,6 @@ def _mm_q8_0(w, stride, q, d, out, lane):
             out[t, r] = acc
 
 
-def _set_threads(n_threads):
-    old = numba.get_num_threads()
-    if n_threads:
-        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
-    return old
-
-
 def matmul(qt, w, x, out, n_threads=None):
     """out[:] = x @ W.T; arguments already validated (numpy_backend.Backend.matmul_args)."""
     n_tok, n_in = x.shape
@@ -212,8 +206,7 @@ def matmul(qt, w, x, out, n_threads=None):
             out[:, r0:r1] = x @ w[r0:r1].view(np.float32).T
         return out
     lane = 16   # the inner loop length, a run-time value (module doc)
-    old = _set_threads(n_threads)
-    try:
+    with numba_threads(n_threads):
         flat, stride = flat_rows(w)
         if qt.name in ("F16", "BF16"):
             # uint16 elements (rows of 2*n_in bytes, so the stride is even)
@@ -234,6 +227,4 @@ def matmul(qt, w, x, out, n_threads=None):
             _mm_q8_0(flat, stride, q, d, out, lane)
         else:
             matmul_kquant.matmul(qt.ggml_id, flat, stride, q, d, s16, out, lane)
-    finally:
-        numba.set_num_threads(old)
     return out

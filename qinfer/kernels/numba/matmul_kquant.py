@@ -25,6 +25,13 @@ def i32(v):
 
 
 @njit(cache=True, inline="always")
+def u8(v):
+    """Back to uint8 after each step of a code's bit fiddling: without it LLVM
+    vectorises the int64 arithmetic Numba emits in 64-bit lanes."""
+    return np.uint8(v)
+
+
+@njit(cache=True, inline="always")
 def f16_at(w, o):
     """The f16 at byte o of the flat weights, as float32 (table: once per block, not vectorised)."""
     return F16_TABLE[np.uint32(w[U(o)]) | (np.uint32(w[U(o + 1)]) << 8)]
@@ -38,9 +45,9 @@ def mac(acc, code, qv):
 
 @njit(cache=True, inline="always")
 def bit_set(byte, mask):
-    """1 if byte & mask else 0: a mask test instead of a variable shift, which
-    LLVM would vectorise in 64-bit lanes."""
-    return 1 if (byte & mask) != 0 else 0
+    """1 if byte & mask else 0 (uint8): a mask test instead of a variable
+    shift, which LLVM would vectorise in 64-bit lanes."""
+    return u8(1) if (byte & mask) != 0 else u8(0)
 
 
 # The 2-bit formats: a 128-element half h of a super-block keeps its codes in
@@ -70,17 +77,17 @@ def _mm_q23_k(w, stride, q, d, s16, out, three, lane):
                             for l in range(lane):
                                 c = w[U(base + l)]
                                 hb = w[U(o + 16 * jj + l)]
-                                g0 = mac(g0, (c & 3) | (bit_set(hb, m0) << 2), qt[U(e0 + l)])
-                                g1 = mac(g1, ((c >> 2) & 3) | (bit_set(hb, m1) << 2), qt[U(e0 + 32 + l)])
-                                g2 = mac(g2, ((c >> 4) & 3) | (bit_set(hb, m2) << 2), qt[U(e0 + 64 + l)])
-                                g3 = mac(g3, (c >> 6) | (bit_set(hb, m3) << 2), qt[U(e0 + 96 + l)])
+                                g0 = mac(g0, u8(u8(c & 3) | u8(bit_set(hb, m0) << 2)), qt[U(e0 + l)])
+                                g1 = mac(g1, u8(u8(u8(c >> 2) & 3) | u8(bit_set(hb, m1) << 2)), qt[U(e0 + 32 + l)])
+                                g2 = mac(g2, u8(u8(u8(c >> 4) & 3) | u8(bit_set(hb, m2) << 2)), qt[U(e0 + 64 + l)])
+                                g3 = mac(g3, u8(u8(c >> 6) | u8(bit_set(hb, m3) << 2)), qt[U(e0 + 96 + l)])
                         else:
                             for l in range(lane):
                                 c = w[U(base + l)]
-                                g0 = mac(g0, c & 3, qt[U(e0 + l)])
-                                g1 = mac(g1, (c >> 2) & 3, qt[U(e0 + 32 + l)])
-                                g2 = mac(g2, (c >> 4) & 3, qt[U(e0 + 64 + l)])
-                                g3 = mac(g3, c >> 6, qt[U(e0 + 96 + l)])
+                                g0 = mac(g0, u8(c & 3), qt[U(e0 + l)])
+                                g1 = mac(g1, u8(u8(c >> 2) & 3), qt[U(e0 + 32 + l)])
+                                g2 = mac(g2, u8(u8(c >> 4) & 3), qt[U(e0 + 64 + l)])
+                                g3 = mac(g3, u8(c >> 6), qt[U(e0 + 96 + l)])
                         for k in range(4):
                             j = 8 * h + 2 * k + jj
                             g = g0 if k == 0 else g1 if k == 1 else g2 if k == 2 else g3
@@ -126,13 +133,11 @@ def _scale_min_k4(w, s, g):
 
 @njit(cache=True, inline="always")
 def _k4_code(w, qs, qh, l, p, hi, five):
-    """Code of element 64p + 32hi + l. Every step is truncated back to uint8:
-    Numba computes in int64, and without the truncations LLVM vectorises the
-    bit fiddling in 64-bit lanes (4 per register instead of 16-32)."""
+    """Code of element 64p + 32hi + l (every step truncated, see u8)."""
     c = w[U(qs + 32 * p + l)]
-    u = np.uint8(c >> 4) if hi else np.uint8(c & 15)
+    u = u8(c >> 4) if hi else u8(c & 15)
     if five:
-        u = np.uint8(u | np.uint8(np.uint8(np.uint8(w[U(qh + l)] >> (2 * p + hi)) & 1) << 4))
+        u = u8(u | u8(u8(u8(w[U(qh + l)] >> (2 * p + hi)) & 1) << 4))
     return u
 
 
@@ -213,10 +218,10 @@ def _mm_q6_k(w, stride, q, d, s16, out, lane):
                             a = w[U(ql + l)]
                             c = w[U(ql + 32 + l)]
                             hb = w[U(qh + l)]
-                            g0 = mac(g0, (a & 15) | ((hb & 3) << 4), qt[U(e0 + l)])
-                            g1 = mac(g1, (c & 15) | (((hb >> 2) & 3) << 4), qt[U(e0 + 32 + l)])
-                            g2 = mac(g2, (a >> 4) | (((hb >> 4) & 3) << 4), qt[U(e0 + 64 + l)])
-                            g3 = mac(g3, (c >> 4) | ((hb >> 6) << 4), qt[U(e0 + 96 + l)])
+                            g0 = mac(g0, u8(u8(a & 15) | u8(u8(hb & 3) << 4)), qt[U(e0 + l)])
+                            g1 = mac(g1, u8(u8(c & 15) | u8(u8(u8(hb >> 2) & 3) << 4)), qt[U(e0 + 32 + l)])
+                            g2 = mac(g2, u8(u8(a >> 4) | u8(u8(u8(hb >> 4) & 3) << 4)), qt[U(e0 + 64 + l)])
+                            g3 = mac(g3, u8(u8(c >> 4) | u8(u8(hb >> 6) << 4)), qt[U(e0 + 96 + l)])
                         for k in range(4):
                             j = 8 * h + 2 * k + jj
                             sc = np.int32(np.int8(w[U(o + 192 + j)]))

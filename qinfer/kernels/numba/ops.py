@@ -3,14 +3,25 @@
 Rows / (token, head) pairs run in parallel with prange. The KV cache may be
 float32 or float16; float16 caches are passed as their uint16 bits and
 decoded exactly (Numba's float16 support is too partial to rely on).
+
+The public functions at the end run each kernel on the calling thread alone
+when there is too little to split (one row, e.g. the single token of a
+generation step, or a short attention): waking the rest of Numba's thread
+pool costs ~20 us on an idle machine and milliseconds on a busy one, more
+than such an op takes (benches/README.md, "Numba backend").
 """
+import contextlib
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
 from .floats import fp16_bits_to_fp32
+
+# Attention with fewer multiply-adds than this runs on one thread (module doc).
+ATTENTION_PARALLEL_WORK = 1 << 16
 
 
 def kv_value(v):
@@ -30,7 +41,7 @@ def _kv_value(v):
 
 
 @njit(cache=True, parallel=True)
-def rms_norm(x, w, eps, out):
+def _rms_norm(x, w, eps, out):
     n, d = x.shape
     for r in prange(n):
         ss = 0.0
@@ -42,7 +53,7 @@ def rms_norm(x, w, eps, out):
 
 
 @njit(cache=True, parallel=True)
-def rope(x, pos, base):
+def _rope(x, pos, base):
     n, n_head, d = x.shape
     half = d // 2
     for t in prange(n):
@@ -57,7 +68,7 @@ def rope(x, pos, base):
 
 
 @njit(cache=True, parallel=True)
-def softmax(x, out):
+def _softmax(x, out):
     n, m = x.shape
     for r in prange(n):
         mx = -np.inf
@@ -74,7 +85,7 @@ def softmax(x, out):
 
 
 @njit(cache=True, parallel=True)
-def silu_mul(gate, up, out):
+def _silu_mul(gate, up, out):
     n, m = gate.shape
     for r in prange(n):
         for i in range(m):
@@ -83,7 +94,7 @@ def silu_mul(gate, up, out):
 
 
 @njit(cache=True, parallel=True)
-def attention(q, k, v, pos0, window, out):
+def _attention(q, k, v, pos0, window, out):
     n, n_head, d = q.shape
     n_kv_head = k.shape[1]
     dv = v.shape[2]
@@ -114,3 +125,48 @@ def attention(q, k, v, pos0, window, out):
                 acc_v[i] += wj * kv_value(v[j, g, i])
         for i in range(dv):
             out[t, h, i] = acc_v[i]
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Numba's thread count (thread-local) set to n for the block; None keeps it."""
+    old = numba.get_num_threads()
+    if not n or n == old:
+        yield
+        return
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _call(kernel, parallel, n_threads, *args):
+    """kernel(*args) on `n_threads` threads (None: Numba's current count), or
+    on the calling thread alone when not `parallel`."""
+    with numba_threads(n_threads if parallel else 1):
+        kernel(*args)
+
+
+def rms_norm(x, w, eps, out):
+    _call(_rms_norm, x.shape[0] > 1, None, x, w, eps, out)
+
+
+def rope(x, pos, base):
+    _call(_rope, x.shape[0] > 1, None, x, pos, base)
+
+
+def softmax(x, out):
+    _call(_softmax, x.shape[0] > 1, None, x, out)
+
+
+def silu_mul(gate, up, out):
+    _call(_silu_mul, gate.shape[0] > 1, None, gate, up, out)
+
+
+def attention(q, k, v, pos0, window, out, n_threads=None):
+    """Splits (token, head) jobs over up to n_threads threads (None: all of Numba's)."""
+    n, n_head, d = q.shape
+    work = n * n_head * (pos0 + n) * (d + v.shape[2])
+    _call(_attention, n * n_head > 1 and work >= ATTENTION_PARALLEL_WORK, n_threads,
+          q, k, v, pos0, window, out)
