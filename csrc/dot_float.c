@@ -30,9 +30,9 @@ SCALAR_FLOAT_DOT(qi_dot_bf16, ld_bf16)
 /* ---- AVX2 --------------------------------------------------------------- */
 /* A register tile of several weight rows x QI_TILE tokens: per step of 8
  * elements, each weight vector is loaded (and widened) once and each
- * activation vector once, for up to 8 fused multiply-adds, instead of one
+ * activation vector once, for up to 12 fused multiply-adds, instead of one
  * activation load per multiply-add for a single row (the loads were the
- * limit: F16 x 64 tokens 31 -> 60 GFLOP/s, benches/README.md).
+ * limit: F16 x 64 tokens 31 -> 80 GFLOP/s, benches/README.md).
  * Every output has one accumulator and the same sequence of operations
  * whatever the tile's shape (8-wide FMAs in element order, a fixed
  * horizontal sum, then the scalar tail), so results do not depend on how
@@ -64,12 +64,12 @@ QI_TARGET_AVX2 static inline float load1(int fmt, const uint8_t *w, int64_t i) {
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void float_tile(int fmt, int NW, int NA, int64_t n,
                                                                             const uint8_t *w, size_t ws,
                                                                             const uint8_t *a, size_t as, float *s) {
-    __m256 acc[QI_FLOAT_ROWS][QI_TILE];
+    __m256 acc[4][QI_TILE];
     for (int r = 0; r < NW; r++)
         for (int t = 0; t < NA; t++) acc[r][t] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 wv[QI_FLOAT_ROWS];
+        __m256 wv[4];
         for (int r = 0; r < NW; r++) wv[r] = load8(fmt, w + r * ws, i);
         for (int t = 0; t < NA; t++) {
             __m256 x = _mm256_loadu_ps((const float *)(a + t * as) + i);
@@ -88,29 +88,86 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void float_tile(int 
         }
 }
 
-/* Tiles of at most 8 accumulators (16 registers hold them with the weight and
- * activation vectors; GCC spills from 3 x 4 on): up to 4 rows for 1 or 2
- * tokens, pairs of rows for 3 or 4; with one token, 4 independent sums keep
- * the FMA unit busy despite its latency. */
+/* 3 rows x 4 tokens: 12 accumulators, 3 weight vectors and 1 activation
+ * vector take all 16 registers; the 4 activation loads and 12 FMAs of a step
+ * are one asm block so that GCC cannot spill an accumulator or fold the
+ * activation load into each FMA (it does one or the other when written with
+ * intrinsics). The arithmetic per output is float_tile's: one FMA per 8
+ * elements in element order, then the same horizontal sum and tail. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void float_tile34(int fmt, int64_t n, const uint8_t *w, size_t ws,
+                                                                              const uint8_t *a, size_t as, float *s) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+    __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    const float *x0 = (const float *)a;
+    const int64_t xs = (int64_t)(as / sizeof(float));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w0 = load8(fmt, w, i), w1 = load8(fmt, w + ws, i), w2 = load8(fmt, w + 2 * ws, i);
+        const float *x = x0 + i;
+        __asm__("vmovups (%[x]), %%ymm15\n\t"
+                "vfmadd231ps %%ymm15, %[w0], %[c00]\n\t"
+                "vfmadd231ps %%ymm15, %[w1], %[c10]\n\t"
+                "vfmadd231ps %%ymm15, %[w2], %[c20]\n\t"
+                "vmovups (%[x],%[xs],4), %%ymm15\n\t"
+                "vfmadd231ps %%ymm15, %[w0], %[c01]\n\t"
+                "vfmadd231ps %%ymm15, %[w1], %[c11]\n\t"
+                "vfmadd231ps %%ymm15, %[w2], %[c21]\n\t"
+                "vmovups (%[x],%[xs],8), %%ymm15\n\t"
+                "vfmadd231ps %%ymm15, %[w0], %[c02]\n\t"
+                "vfmadd231ps %%ymm15, %[w1], %[c12]\n\t"
+                "vfmadd231ps %%ymm15, %[w2], %[c22]\n\t"
+                "vmovups (%[x3]), %%ymm15\n\t"
+                "vfmadd231ps %%ymm15, %[w0], %[c03]\n\t"
+                "vfmadd231ps %%ymm15, %[w1], %[c13]\n\t"
+                "vfmadd231ps %%ymm15, %[w2], %[c23]"
+                : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03),
+                  [c10] "+x"(c10), [c11] "+x"(c11), [c12] "+x"(c12), [c13] "+x"(c13),
+                  [c20] "+x"(c20), [c21] "+x"(c21), [c22] "+x"(c22), [c23] "+x"(c23)
+                : [w0] "x"(w0), [w1] "x"(w1), [w2] "x"(w2), [x] "r"(x), [xs] "r"(xs), [x3] "r"(x + 3 * xs)
+                : "xmm15", "memory");
+    }
+    const __m256 c[3][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23}};
+    for (int r = 0; r < 3; r++)
+        for (int t = 0; t < 4; t++) {
+            const float *x = (const float *)(a + t * as);
+            float v = hsum8(c[r][t]);
+            for (int64_t j = i; j < n; j++) v += load1(fmt, w + r * ws, j) * x[j];
+            s[r * QI_TILE + t] = v;
+        }
+}
+
+/* Up to QI_FLOAT_ROWS rows: tiles of up to 4 rows for 1 or 2 tokens (with
+ * one token, 4 independent sums keep the FMA unit busy despite its latency),
+ * 3 rows x 4 tokens (float_tile34), else pairs of rows for 3 or 4 tokens
+ * (GCC spills the intrinsic version from 3 x 4 on). */
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void float_rows(int fmt, int64_t n, const uint8_t *w, size_t ws,
                                                                             int nw, const uint8_t *a, size_t as, int na,
                                                                             float *s) {
-#define TILE(NW, NA) float_tile(fmt, NW, NA, n, w, ws, a, as, s)
     if (na <= 2) {
-        if (na == 1) switch (nw) { case 1: TILE(1, 1); break; case 2: TILE(2, 1); break; case 3: TILE(3, 1); break; default: TILE(4, 1); }
-        else switch (nw) { case 1: TILE(1, 2); break; case 2: TILE(2, 2); break; case 3: TILE(3, 2); break; default: TILE(4, 2); }
+        for (int r = 0; r < nw; r += 4) {
+#define TILE(NW, NA) float_tile(fmt, NW, NA, n, w + r * ws, ws, a, as, s + r * QI_TILE)
+            const int k = nw - r < 4 ? nw - r : 4;
+            if (na == 1) switch (k) { case 1: TILE(1, 1); break; case 2: TILE(2, 1); break; case 3: TILE(3, 1); break; default: TILE(4, 1); }
+            else switch (k) { case 1: TILE(1, 2); break; case 2: TILE(2, 2); break; case 3: TILE(3, 2); break; default: TILE(4, 2); }
+#undef TILE
+        }
         return;
     }
-#undef TILE
-    for (int r = 0; r < nw; r += 2) {
+    for (int r = 0; r < nw;) {
         const uint8_t *wr = w + r * ws;
         float *sr = s + r * QI_TILE;
-        if (nw - r == 1) {
+        if (na == 4 && nw - r >= 3) {
+            float_tile34(fmt, n, wr, ws, a, as, sr);
+            r += 3;
+        } else if (nw - r == 1) {
             if (na == 3) float_tile(fmt, 1, 3, n, wr, ws, a, as, sr);
             else float_tile(fmt, 1, 4, n, wr, ws, a, as, sr);
+            r += 1;
         } else {
             if (na == 3) float_tile(fmt, 2, 3, n, wr, ws, a, as, sr);
             else float_tile(fmt, 2, 4, n, wr, ws, a, as, sr);
+            r += 2;
         }
     }
 }

@@ -39,9 +39,10 @@ typedef void (*qi_dot_fn)(int64_t nb, const uint8_t *w, const uint8_t *a, size_t
                           int na, float *s);
 
 /* s[r*QI_TILE + t] = dot(weight row r (at w + r*w_stride), activation row t),
- * r < nw <= QI_FLOAT_ROWS, t < na: a register tile over weight rows too, for
- * the float formats, whose single-row kernels are bound by activation loads. */
-#define QI_FLOAT_ROWS 4
+ * r < nw <= QI_FLOAT_ROWS, t < na: register tiles over weight rows too (3 x 4
+ * the widest, hence 6 rows a call), for the float formats, whose single-row
+ * kernels are bound by activation loads. */
+#define QI_FLOAT_ROWS 6
 typedef void (*qi_dot_rows_fn)(int64_t nb, const uint8_t *w, size_t w_stride, int nw, const uint8_t *a,
                                size_t a_stride, int na, float *s);
 

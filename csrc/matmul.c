@@ -170,8 +170,9 @@ int qi_matmul(int ggml_type, const uint8_t *w, int64_t w_stride, int64_t n_out, 
     j.act_stride = qi_act_row_size(t->act, n_in);
     j.out = out;
     /* Chunks: 16 rows when tokens are many (weights reused across token
-     * groups), 64 for generation; at least 4 chunks per thread to balance. */
-    int64_t chunk = n_tok >= QI_TILE ? 16 : 64;
+     * groups; 18 with row tiles, whose widest is 3 rows for 4 tokens), 64 for
+     * generation; at least 4 chunks per thread to balance. */
+    int64_t chunk = n_tok >= QI_TILE ? (j.rows ? 18 : 16) : 64;
     if (nth > 1 && (n_out + chunk - 1) / chunk < 4 * (int64_t)nth) {
         chunk = (n_out + 4 * nth - 1) / (4 * nth);
         if (chunk < 1) chunk = 1;
