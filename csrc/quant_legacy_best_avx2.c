@@ -75,8 +75,10 @@ AI __m256 is_finite(__m256 v) {
     return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(INFINITY), _CMP_LT_OQ);
 }
 
+/* Operands in this order (max_ps/min_ps return the second one when unordered or
+ * equal), NaN and -0 come through as in the scalar clampf(rintf(v), lo, hi). */
 AI __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
-    return _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(v, RNE), lo), hi);
+    return _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_round_ps(v, RNE)));
 }
 
 AI __m256 sel(__m256 mask, __m256 yes, __m256 no) { return _mm256_blendv_ps(no, yes, mask); }

@@ -123,7 +123,8 @@ def test_best_keeps_most_of_the_search_gain(t):
     assert gain >= 0.8 * OLD_GAIN[t], gain
 
 
-values = st.sampled_from(["normal", "zeros", "constant", "tiny", "huge", "ties", "t3"])
+values = st.sampled_from(["normal", "zeros", "negzeros", "constant", "tiny", "denormal", "huge", "extreme",
+                          "ties", "t3"])
 
 
 # Up to 33 blocks: the AVX2 kernel takes blocks eight at a time across rows, the
@@ -139,10 +140,20 @@ def test_backends_agree(t, kind, rows, nblk, seed, imat):
          "constant": lambda: np.full(shape, r.standard_normal()),
          "tiny": lambda: r.standard_normal(shape) * 1e-6,
          "huge": lambda: r.standard_normal(shape) * 1e3,
+         # -0.0 blocks: ggml's signed absmax starts from +0
+         "negzeros": lambda: np.where(r.random(shape) < 0.9, -0.0, r.standard_normal(shape)),
+         "denormal": lambda: r.standard_normal(shape) * 1e-39,
+         # near the float32 limit: ranges and scales overflow to inf
+         "extreme": lambda: np.where(r.random(shape) < 0.2, np.sign(r.standard_normal(shape)) * 3e38,
+                                     r.standard_normal(shape)),
          "ties": lambda: np.round(r.standard_normal(shape) * 4) / 4,
          "t3": lambda: r.standard_t(3, shape)}[kind]().astype(np.float32)
-    im = r.random(shape[1]).astype(np.float32) + 0.01 if imat else None
+    # With an importance matrix, llama.cpp's own search gives "extreme" rows a NaN
+    # scale, and how fp16 encodes that NaN is platform-dependent (F16C keeps the
+    # sign, ggml's portable conversion writes 0x7e00): not a format to agree on.
+    im = r.random(shape[1]).astype(np.float32) + 0.01 if imat and kind != "extreme" else None
     bes = available()
     for q in ("ggml", "best"):
-        outs = [quants.quantize(x, t, q, im, backend=b).tobytes() for b in bes]
+        with np.errstate(all="ignore"):  # "extreme" overflows on purpose
+            outs = [quants.quantize(x, t, q, im, backend=b).tobytes() for b in bes]
         assert all(o == outs[0] for o in outs), (q, bes)

@@ -19,9 +19,11 @@ def _blocks(x):
 
 
 def _signed_absmax(xb):
-    """The element with the largest |x| (first one on ties), as ggml finds it."""
+    """The element with the largest |x| (first one on ties), as ggml finds it:
+    +0 for a block of zeros, -0 included (ggml starts from max = 0.0f)."""
     idx = np.argmax(np.abs(xb), axis=1)
-    return xb[np.arange(xb.shape[0]), idx]
+    mx = xb[np.arange(xb.shape[0]), idx]
+    return np.where(mx == 0, F32(0), mx).astype(F32)
 
 
 def _recip(d):
