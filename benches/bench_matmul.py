@@ -95,6 +95,91 @@ class Ggml:
         c.ggml_graph_plan.argtypes = [vp, ctypes.c_int, vp]
         c.ggml_graph_compute.argtypes = [vp, ctypes.POINTER(self.CPlan)]
         c.ggml_cpu_init()
+        self.repack_buft = self._find_repack_buffer_type(libdir)
+
+    def _find_repack_buffer_type(self, libdir):
+        """ggml's CPU_REPACK buffer type (None if this build has none): llama.cpp
+        loads the weights of some types there, repacked into interleaved rows."""
+        b, c, vp = self.base, self.cpu, ctypes.c_void_p
+        self.reg = ctypes.CDLL(str(libdir / "libggml.so"), mode=ctypes.RTLD_GLOBAL)
+        self.reg.ggml_backend_dev_by_type.restype = vp
+        self.reg.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+        b.ggml_backend_dev_backend_reg.restype, b.ggml_backend_dev_backend_reg.argtypes = vp, [vp]
+        b.ggml_backend_reg_get_proc_address.restype = vp
+        b.ggml_backend_reg_get_proc_address.argtypes = [vp, ctypes.c_char_p]
+        b.ggml_backend_buft_name.restype, b.ggml_backend_buft_name.argtypes = ctypes.c_char_p, [vp]
+        b.ggml_backend_alloc_ctx_tensors_from_buft.restype = vp
+        b.ggml_backend_alloc_ctx_tensors_from_buft.argtypes = [vp, vp]
+        b.ggml_backend_buffer_free.argtypes = [vp]
+        b.ggml_backend_tensor_set.argtypes = [vp, vp, ctypes.c_size_t, ctypes.c_size_t]
+        b.ggml_backend_tensor_get.argtypes = [vp, vp, ctypes.c_size_t, ctypes.c_size_t]
+        b.ggml_backend_graph_compute.argtypes = [vp, vp]
+        b.ggml_backend_free.argtypes = [vp]
+        b.ggml_tensor_overhead.restype = ctypes.c_size_t
+        b.ggml_graph_overhead.restype = ctypes.c_size_t
+        c.ggml_backend_cpu_buffer_type.restype = vp
+        c.ggml_backend_cpu_init.restype = vp
+        c.ggml_backend_cpu_set_n_threads.argtypes = [vp, ctypes.c_int]
+        dev = self.reg.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+        get = b.ggml_backend_reg_get_proc_address(b.ggml_backend_dev_backend_reg(dev),
+                                                  b"ggml_backend_dev_get_extra_bufts")
+        if not get:
+            return None
+        bufts = ctypes.CFUNCTYPE(ctypes.POINTER(vp), vp)(get)(dev)
+        i = 0
+        while bufts and bufts[i]:
+            if b.ggml_backend_buft_name(bufts[i]) == b"CPU_REPACK":
+                return bufts[i]
+            i += 1
+        return None
+
+    def repacked_timer(self, qt, w, x, n_threads):
+        """Like matmul_timer, with W in the CPU_REPACK buffer and the graph run by
+        the CPU backend, as llama.cpp runs a model. Only for types that ggml
+        repacks on this CPU (repacked_types): for others ggml would crash."""
+        b, c = self.base, self.cpu
+        n_out, n_tok, n_in = w.shape[0], x.shape[0], x.shape[1]
+        params = self.InitParams(4 * b.ggml_tensor_overhead() + b.ggml_graph_overhead(), None, True)
+        ctx_w, ctx_a = b.ggml_init(params), b.ggml_init(params)
+        a = b.ggml_new_tensor_2d(ctx_w, qt.ggml_id, n_in, n_out)
+        bt = b.ggml_new_tensor_2d(ctx_a, 0, n_in, n_tok)
+        out = b.ggml_mul_mat(ctx_a, a, bt)
+        graph = b.ggml_new_graph(ctx_a)
+        b.ggml_build_forward_expand(graph, out)
+        buf_w = b.ggml_backend_alloc_ctx_tensors_from_buft(ctx_w, self.repack_buft)
+        buf_a = b.ggml_backend_alloc_ctx_tensors_from_buft(ctx_a, c.ggml_backend_cpu_buffer_type())
+        w = np.ascontiguousarray(w)
+        b.ggml_backend_tensor_set(a, w.ctypes.data, 0, w.nbytes)  # repacks
+        b.ggml_backend_tensor_set(bt, x.ctypes.data, 0, x.nbytes)
+        backend = c.ggml_backend_cpu_init()
+        c.ggml_backend_cpu_set_n_threads(backend, n_threads)
+
+        def run():
+            b.ggml_backend_graph_compute(backend, graph)
+
+        def result():
+            y = np.empty((n_tok, n_out), dtype=np.float32)
+            b.ggml_backend_tensor_get(out, y.ctypes.data, 0, y.nbytes)
+            return y
+
+        def free():
+            b.ggml_backend_free(backend)
+            b.ggml_backend_buffer_free(buf_w)
+            b.ggml_backend_buffer_free(buf_a)
+            b.ggml_free(ctx_w)
+            b.ggml_free(ctx_a)
+
+        return run, result, free
+
+    def repacked_types(self, flags, n_out):
+        """Our types that ggml's CPU_REPACK buffer repacks here (the x86 cases of
+        ggml_repack_get_optimal_repack_type in ggml-cpu/repack.cpp: Q4_0 and
+        Q4_K with AVX2, Q2_K with AVX-512, all for row counts that are a
+        multiple of 8)."""
+        if self.repack_buft is None or n_out % 8:
+            return set()
+        types = {"Q4_0", "Q4_K"} if "avx2" in flags else set()
+        return types | ({"Q2_K"} if "avx512f" in flags else set())
 
     def matmul_timer(self, qt, w, x, n_threads):
         """A function computing x @ W.T with ggml, and a function reading its result."""
@@ -154,9 +239,10 @@ def main():
     print(f"CPU: {model}; flags: {' '.join(flags)}; threads: {args.threads}; "
           f"qinfer: {native.describe()}; clock: {'thread CPU time' if use_cpu else 'wall'}")
     print(f"W: {args.n_out} x {args.n_in}\n")
+    repacked = ggml.repacked_types(flags, args.n_out) if ggml is not None else set()
     print("| type | n_tok | native GFLOP/s | native GB/s | numba GFLOP/s | numba GB/s | "
-          "ggml GFLOP/s | ggml GB/s | native/ggml |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "ggml GFLOP/s | ggml GB/s | native/ggml | ggml repacked GFLOP/s | native/ggml repacked |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for name in args.types.split(","):
         qt = get_type(name)
@@ -183,6 +269,15 @@ def main():
                 if rel > 0.05:
                     print(f"warning: {name} ggml and qinfer differ by {rel:.3g} (relative to max)")
             cols.append(t_ggml)
+            t_rep = None
+            if name in repacked:
+                run, result, free = ggml.repacked_timer(qt, w, x, args.threads)
+                t_rep = best_time(run)
+                ref = native.matmul(qt, w, x, n_threads=args.threads)
+                rel = np.abs(result() - ref).max() / max(np.abs(ref).max(), 1e-30)
+                free()
+                if rel > 0.05:
+                    print(f"warning: {name} repacked ggml and qinfer differ by {rel:.3g} (relative to max)")
             cells = []
             for t in cols:
                 if t is None:
@@ -190,7 +285,8 @@ def main():
                 else:
                     cells += [f"{flops / t / 1e9:.1f}", f"{w.nbytes / t / 1e9:.1f}" if n_tok == 1 else "-"]
             ratio = f"{t_ggml / t_nat:.2f}" if t_ggml else "-"
-            print(f"| {name} | {n_tok} | " + " | ".join(cells) + f" | {ratio} |", flush=True)
+            rep = f"{flops / t_rep / 1e9:.1f} | {t_rep / t_nat:.2f}" if t_rep else "- | -"
+            print(f"| {name} | {n_tok} | " + " | ".join(cells) + f" | {ratio} | {rep} |", flush=True)
 
 
 if __name__ == "__main__":
