@@ -3,7 +3,8 @@
  *
  * A matmul y = x @ W.T first converts every activation row x[t] into the
  * weight type's activation format, then calls one dot kernel per weight row
- * and group of up to QI_TILE activation rows, so each weight block is loaded
+ * (float formats: per QI_FLOAT_ROWS rows, qi_dot_rows_fn) and group of up to
+ * QI_TILE activation rows, so each weight block is loaded
  * and decoded once and reused for QI_TILE tokens (prompt processing); with
  * one token (generation) each weight byte is streamed exactly once.
  *

@@ -216,7 +216,8 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty,
                 acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_broadcast_ss((const float *)ab), dw), p, acc[t]);
             }
         } else {
-            /* d and dmin are adjacent: one conversion of both */
+            /* d and dmin are adjacent (dm_at == d_at + 2 for Q2_K, Q4_K and
+             * Q5_K): one conversion of both */
             uint32_t d2;
             memcpy(&d2, b + d_at, 4);
             const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
