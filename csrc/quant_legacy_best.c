@@ -46,14 +46,13 @@ static void sym_sums(const float *wx, const float *w, const float *l, float *sxl
     *sll = lane_sum(b);
 }
 
-/* Scale d rounded to fp16, codes recomputed from it, error: 0 if d is unusable. */
-static int sym_stored(const float *x, const float *w, float d, float lo, float hi, float *ds, float *l, float *e) {
+/* Scale d rounded to fp16 and the codes recomputed from it: 0 if d is unusable. */
+static int sym_stored(const float *x, float d, float lo, float hi, float *ds, float *l) {
     d = f16r(d);
     if (!(d != 0) || !isfinite(d)) return 0;
     const float id = 1.0f / d;
     for (int i = 0; i < QK; i++) l[i] = clampf(rintf(x[i] * id), lo, hi);
     *ds = d;
-    *e = sym_err(x, w, d, l);
     return 1;
 }
 
@@ -81,13 +80,11 @@ void qi_legacy_best_sym(const float *x, const float *w, int lo_i, int hi_i, qi_s
         if (s > score) { score = s; td = dk; }
     }
     if (!(score > -INFINITY)) return;
-    float d1, e1;
-    if (!sym_stored(x, w, td, lo, hi, &d1, l1, &e1)) return;
-    float sxl, sll, d2, e2;
+    float d1, sxl, sll, d2;
+    if (!sym_stored(x, td, lo, hi, &d1, l1)) return;
     sym_sums(wx, w, l1, &sxl, &sll);
-    const int v2 = sll > 0 && sym_stored(x, w, sxl / sll, lo, hi, &d2, l2, &e2);
-    if (e1 < best_e) { best_e = e1; *d = d1; memcpy(l, l1, sizeof l1); }
-    if (v2 && e2 < best_e) { *d = d2; memcpy(l, l2, sizeof l2); }
+    if (!(sll > 0) || !sym_stored(x, sxl / sll, lo, hi, &d2, l2)) return;
+    if (sym_err(x, w, d2, l2) < best_e) { *d = d2; memcpy(l, l2, sizeof l2); }
 }
 
 static float asym_err(const float *x, const float *w, float d, float m, const float *L) {
@@ -118,15 +115,13 @@ static int asym_ls(const float *wx, const float *w, const float *L, float sw, fl
     return 1;
 }
 
-static int asym_stored(const float *x, const float *w, float d, float m, float nmax,
-                       float *ds, float *ms, float *L, float *e) {
+static int asym_stored(const float *x, float d, float m, float nmax, float *ds, float *ms, float *L) {
     d = f16r(d);
     m = f16r(m);
     if (!(d > 0) || !isfinite(d) || !isfinite(m)) return 0;
     const float id = 1.0f / d;
     for (int i = 0; i < QK; i++) L[i] = clampf(rintf((x[i] - m) * id), 0, nmax);
     *ds = d; *ms = m;
-    *e = asym_err(x, w, d, m, L);
     return 1;
 }
 
@@ -154,10 +149,8 @@ void qi_legacy_best_asym(const float *x, const float *w, int nmax_i, float *d, f
         if (dk > 0 && s > score) { score = s; td = dk; tm = mk; }
     }
     if (!(score > -INFINITY)) return;
-    float d1, m1, e1;
-    if (!asym_stored(x, w, td, tm, nmax, &d1, &m1, L1, &e1)) return;
-    float d2, m2, e2, dr, mr, sxl;
-    const int v2 = asym_ls(wx, w, L1, sw, sx, &dr, &mr, &sxl) && asym_stored(x, w, dr, mr, nmax, &d2, &m2, L2, &e2);
-    if (e1 < best_e) { best_e = e1; *d = d1; *m = m1; memcpy(L, L1, sizeof L1); }
-    if (v2 && e2 < best_e) { *d = d2; *m = m2; memcpy(L, L2, sizeof L2); }
+    float d1, m1, d2, m2, dr, mr, sxl;
+    if (!asym_stored(x, td, tm, nmax, &d1, &m1, L1)) return;
+    if (!asym_ls(wx, w, L1, sw, sx, &dr, &mr, &sxl) || !asym_stored(x, dr, mr, nmax, &d2, &m2, L2)) return;
+    if (asym_err(x, w, d2, m2, L2) < best_e) { *d = d2; *m = m2; memcpy(L, L2, sizeof L2); }
 }

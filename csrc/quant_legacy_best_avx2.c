@@ -132,8 +132,8 @@ AI void sym_sums(const blocks8 *B, const __m256 *L, __m256 *sxl, __m256 *sll) {
     *sll = fold8(b);
 }
 
-/* Scale rounded to fp16, codes from it, error; returns the valid lanes. */
-AI __m256 sym_stored(const blocks8 *B, __m256 d, __m256 valid, __m256 lo, __m256 hi, __m256 *ds, __m256 *L, __m256 *e) {
+/* Scale rounded to fp16 and the codes from it; returns the valid lanes. */
+AI __m256 sym_stored(const blocks8 *B, __m256 d, __m256 valid, __m256 lo, __m256 hi, __m256 *ds, __m256 *L) {
     const __m256 one = _mm256_set1_ps(1.0f);
     d = f16r(_mm256_and_ps(valid, d));
     valid = _mm256_and_ps(valid, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ), is_finite(d)));
@@ -141,7 +141,6 @@ AI __m256 sym_stored(const blocks8 *B, __m256 d, __m256 valid, __m256 lo, __m256
     const __m256 id = _mm256_div_ps(one, d);
     for (int i = 0; i < QK; i++) L[i] = round_clamp(_mm256_mul_ps(B->X[i], id), lo, hi);
     *ds = d;
-    *e = err(B, d, NULL, L);
     return valid;
 }
 
@@ -173,16 +172,14 @@ AI void best_sym(const qi_legacy_fmt *f, const blocks8 *B, __m256 mx, __m256 *D,
         td = sel(better, dk, td);
     }
     const __m256 found = _mm256_and_ps(nz, _mm256_cmp_ps(score, _mm256_set1_ps(-INFINITY), _CMP_GT_OQ));
-    __m256 d1, e1, L1[QK], d2, e2, L2[QK], sxl, sll;
-    const __m256 v1 = sym_stored(B, td, found, lo, hi, &d1, L1, &e1);
+    __m256 d1, L1[QK], d2, L2[QK], sxl, sll;
+    const __m256 v1 = sym_stored(B, td, found, lo, hi, &d1, L1);
     sym_sums(B, L1, &sxl, &sll);
     const __m256 ok = _mm256_and_ps(v1, _mm256_cmp_ps(sll, zero, _CMP_GT_OQ));
-    const __m256 v2 = sym_stored(B, _mm256_div_ps(sxl, sel(ok, sll, _mm256_set1_ps(1.0f))), ok, lo, hi, &d2, L2, &e2);
-    const __m256 t1 = _mm256_and_ps(v1, _mm256_cmp_ps(e1, best_e, _CMP_LT_OQ));
-    best_e = sel(t1, e1, best_e);
-    const __m256 t2 = _mm256_and_ps(v2, _mm256_cmp_ps(e2, best_e, _CMP_LT_OQ));
-    *D = sel(t2, d2, sel(t1, d1, *D));
-    for (int i = 0; i < QK; i++) L[i] = sel(t2, L2[i], sel(t1, L1[i], L[i]));
+    const __m256 v2 = sym_stored(B, _mm256_div_ps(sxl, sel(ok, sll, _mm256_set1_ps(1.0f))), ok, lo, hi, &d2, L2);
+    const __m256 take = _mm256_and_ps(v2, _mm256_cmp_ps(err(B, d2, NULL, L2), best_e, _CMP_LT_OQ));
+    *D = sel(take, d2, *D);
+    for (int i = 0; i < QK; i++) L[i] = sel(take, L2[i], L[i]);
 }
 
 /* llama.cpp's quantize_row_q{8,4,5}_0_ref: stored d and signed codes; mx the signed absmax. */
@@ -251,7 +248,7 @@ AI __m256 asym_ls(const blocks8 *B, const __m256 *L, __m256 lo, __m256 ic, __m25
 }
 
 AI __m256 asym_stored(const blocks8 *B, __m256 d, __m256 m, __m256 valid, __m256 nmax,
-                      __m256 *ds, __m256 *ms, __m256 *L, __m256 *e) {
+                      __m256 *ds, __m256 *ms, __m256 *L) {
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
     d = f16r(_mm256_and_ps(valid, d));
     m = f16r(_mm256_and_ps(valid, m));
@@ -263,7 +260,6 @@ AI __m256 asym_stored(const blocks8 *B, __m256 d, __m256 m, __m256 valid, __m256
     for (int i = 0; i < QK; i++) L[i] = round_clamp(_mm256_mul_ps(_mm256_sub_ps(B->X[i], m), id), zero, nmax);
     *ds = d;
     *ms = m;
-    *e = err(B, d, &m, L);
     return valid;
 }
 
@@ -291,16 +287,14 @@ AI void best_asym(const qi_legacy_fmt *f, const blocks8 *B, __m256 mn, __m256 mx
         tm = sel(better, mk, tm);
     }
     const __m256 found = _mm256_cmp_ps(score, _mm256_set1_ps(-INFINITY), _CMP_GT_OQ);
-    __m256 d1, m1, e1, L1[QK], d2, m2, e2, L2[QK], dr, mr, sxl;
-    const __m256 v1 = asym_stored(B, td, tm, found, nmax, &d1, &m1, L1, &e1);
+    __m256 d1, m1, L1[QK], d2, m2, L2[QK], dr, mr, sxl;
+    const __m256 v1 = asym_stored(B, td, tm, found, nmax, &d1, &m1, L1);
     const __m256 regular = asym_ls(B, L1, zero, one, nmax, sw, sx, &dr, &mr, &sxl);
-    const __m256 v2 = asym_stored(B, dr, mr, _mm256_and_ps(v1, regular), nmax, &d2, &m2, L2, &e2);
-    const __m256 t1 = _mm256_and_ps(v1, _mm256_cmp_ps(e1, best_e, _CMP_LT_OQ));
-    best_e = sel(t1, e1, best_e);
-    const __m256 t2 = _mm256_and_ps(v2, _mm256_cmp_ps(e2, best_e, _CMP_LT_OQ));
-    *D = sel(t2, d2, sel(t1, d1, *D));
-    *M = sel(t2, m2, sel(t1, m1, *M));
-    for (int i = 0; i < QK; i++) L[i] = sel(t2, L2[i], sel(t1, L1[i], L[i]));
+    const __m256 v2 = asym_stored(B, dr, mr, _mm256_and_ps(v1, regular), nmax, &d2, &m2, L2);
+    const __m256 take = _mm256_and_ps(v2, _mm256_cmp_ps(err(B, d2, &m2, L2), best_e, _CMP_LT_OQ));
+    *D = sel(take, d2, *D);
+    *M = sel(take, m2, *M);
+    for (int i = 0; i < QK; i++) L[i] = sel(take, L2[i], L[i]);
 }
 
 /* llama.cpp's quantize_row_q{4,5}_1_ref: stored d, m and codes; mn, mx of each block. */

@@ -263,14 +263,14 @@ def _sym_sums(wx, w, l, ta, tb):
 
 
 @njit(cache=True)
-def _sym_stored(x, w, d, lo, hi, l, tmp):
+def _sym_stored(x, d, lo, hi, l):
     d = _f16r(d)
     if not d != 0 or not np.isfinite(d):
-        return False, F32(0), F32(0)
+        return False, F32(0)
     idv = F32(F32(1) / d)
     for i in range(QK):
         l[i] = _round_clamp(F32(x[i] * idv), lo, hi)
-    return True, d, _sym_err(x, w, d, l, tmp)
+    return True, d
 
 
 @njit(cache=True)
@@ -308,18 +308,14 @@ def _best_sym(kind, x, w, d, l):
             td = dk
     if not score > -np.inf:
         return d
-    ok1, d1, e1 = _sym_stored(x, w, td, lo, hi, l1, ta)
+    ok1, _ = _sym_stored(x, td, lo, hi, l1)
     if not ok1:
         return d
     sxl, sll = _sym_sums(wx, w, l1, ta, tb)
-    ok2, d2, e2 = False, F32(0), F32(0)
-    if sll > 0:
-        ok2, d2, e2 = _sym_stored(x, w, F32(sxl / sll), lo, hi, l2, ta)
-    if e1 < best_e:
-        best_e = e1
-        d = d1
-        l[:] = l1
-    if ok2 and e2 < best_e:
+    if not sll > 0:
+        return d
+    ok2, d2 = _sym_stored(x, F32(sxl / sll), lo, hi, l2)
+    if ok2 and _sym_err(x, w, d2, l2, ta) < best_e:
         d = d2
         l[:] = l2
     return d
@@ -342,15 +338,15 @@ def _asym_ls(wx, w, L, sw, sx, ta, tb, tc):
 
 
 @njit(cache=True)
-def _asym_stored(x, w, d, m, nmax, L, tmp):
+def _asym_stored(x, d, m, nmax, L):
     d = _f16r(d)
     m = _f16r(m)
     if not d > 0 or not np.isfinite(d) or not np.isfinite(m):
-        return False, F32(0), F32(0), F32(0)
+        return False, F32(0), F32(0)
     idv = F32(F32(1) / d)
     for i in range(QK):
         L[i] = _round_clamp(F32(F32(x[i] - m) * idv), F32(0), nmax)
-    return True, d, m, _asym_err(x, w, d, m, L, tmp)
+    return True, d, m
 
 
 @njit(cache=True)
@@ -400,18 +396,14 @@ def _best_asym(kind, x, w, d, m, L):
             tm = mk
     if not score > -np.inf:
         return d, m
-    ok1, d1, m1, e1 = _asym_stored(x, w, td, tm, nmax, L1, ta)
+    ok1, _, _ = _asym_stored(x, td, tm, nmax, L1)
     if not ok1:
         return d, m
     ok, dr, mr, _ = _asym_ls(wx, w, L1, sw, sx, ta, tb, tc)
-    ok2, d2, m2, e2 = False, F32(0), F32(0), F32(0)
-    if ok:
-        ok2, d2, m2, e2 = _asym_stored(x, w, dr, mr, nmax, L2, ta)
-    if e1 < best_e:
-        best_e = e1
-        d, m = d1, m1
-        L[:] = L1
-    if ok2 and e2 < best_e:
+    if not ok:
+        return d, m
+    ok2, d2, m2 = _asym_stored(x, dr, mr, nmax, L2)
+    if ok2 and _asym_err(x, w, d2, m2, L2, ta) < best_e:
         d, m = d2, m2
         L[:] = L2
     return d, m
