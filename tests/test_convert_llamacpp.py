@@ -3,26 +3,40 @@ llama-cpp-python's sources) as the oracle of `qinfer convert`:
 
 - its F32 GGUF of a checkpoint holds the same tensors, byte for byte, as
   qinfer's of the same checkpoint in any form (raw .tar, HF folder), and the
-  same hyperparameters and vocabulary;
+  same hyperparameters and vocabulary (Mistral's real v3 and v1 tokenizer files);
 - llama.cpp's convert + llama-quantize at every file type gives the tensor bytes
   of `qinfer convert --quantizer ggml`.
 """
 import ctypes
+import os
 
 import pytest
 
 from hf_to_gguf_f32 import tiny_mistral, tiny_mixtral
 from llamacpp_converter import convert_with_llamacpp
-from tiny_checkpoints import VOCAB, write_forms
+from tiny_checkpoints import write_forms
 from qinfer.convert.api import convert
 from qinfer.convert.recipes import FILE_TYPES
 from qinfer.gguf_file import GGUFFile
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
+def _mistral_tokenizer(name):
+    """A tokenizer file Mistral ships (from mistral-common's package data), under the
+    names both forms use: tokenizer.model (HF) and tokenizer.model.v3 (raw)."""
+    import mistral_common
+    with open(os.path.join(os.path.dirname(mistral_common.__file__), "data", name), "rb") as f:
+        data = f.read()
+    return {"tokenizer.model": data, "tokenizer.model.v3": data}
+
+
+# Mistral's real sentencepiece vocabularies: v3 (32768 pieces, Mistral 7B v0.3)
+# for the dense model, v1 (32000, Mixtral 8x7B) for the MoE one.
 MODELS = {
-    "mistral": lambda: tiny_mistral(vocab=VOCAB, dim=256, n_heads=8, n_kv_heads=2, hidden=512),
-    "mixtral": lambda: tiny_mixtral(vocab=VOCAB, dim=256, n_heads=8, n_kv_heads=2, hidden=256),
+    "mistral": (lambda: tiny_mistral(vocab=32768, dim=256, n_heads=8, n_kv_heads=2, hidden=512),
+                "mistral_instruct_tokenizer_240323.model.v3"),
+    "mixtral": (lambda: tiny_mixtral(vocab=32000, dim=256, n_heads=8, n_kv_heads=2, hidden=256),
+                "tokenizer.model.v1"),
 }
 # Keys that must agree; the rest differ by design: general.name (from the
 # folder name), llama.context_length (llama.cpp takes max_position_embeddings,
@@ -39,7 +53,8 @@ SAME = ("llama.embedding_length", "llama.block_count", "llama.feed_forward_lengt
 @pytest.fixture(scope="module", params=list(MODELS))
 def converted(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
-    forms = write_forms(MODELS[request.param](), str(root))
+    make, tokenizer = MODELS[request.param]
+    forms = write_forms(make(), str(root), tokenizer_files=_mistral_tokenizer(tokenizer))
     theirs = convert_with_llamacpp(forms["hf"], root / "llama-f32.gguf")
     return request.param, forms, root, theirs
 
