@@ -46,8 +46,9 @@ def mac(acc, code, qv):
 @njit(cache=True, inline="always")
 def bit_set(byte, mask):
     """1 if byte & mask else 0 (uint8): a mask test instead of a variable
-    shift, which LLVM would vectorise in 64-bit lanes."""
-    return u8(1) if (byte & mask) != 0 else u8(0)
+    shift, which LLVM would vectorise in 64-bit lanes (for the same reason
+    the test is made on the 32-bit truncation of the 64-bit `&`)."""
+    return u8(1) if np.uint32(byte & mask) != 0 else u8(0)
 
 
 # The 2-bit formats: a 128-element half h of a super-block keeps its codes in
