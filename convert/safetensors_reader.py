@@ -33,7 +33,11 @@ class TensorRef:
     def float32(self):
         a = self.array()
         if self.dtype == "BF16":
-            return (a.astype(np.uint32) << 16).view(np.float32)
+            # shifted in place: `a.astype(np.uint32) << 16` would hold a second float32-sized
+            # temporary (512 MiB for a 7B model's token_embd), the converter's peak RSS
+            wide = a.astype(np.uint32)
+            wide <<= 16
+            return wide.view(np.float32)
         if self.dtype in ("F32", "F16", "F64"):
             return a.astype(np.float32)
         raise UnsupportedError(f"{self.path}: tensor {self.name} has non-float dtype {self.dtype}")
