@@ -43,6 +43,8 @@ def flat_rows(w):
     One array type for every caller (plain, memmap, padded slice, writable or
     not), so each kernel is compiled for a single signature."""
     n_out, row = w.shape
+    if n_out > 1 and w.strides[0] < row:   # reversed or overlapping rows: no flat view spans them
+        w = np.ascontiguousarray(w)
     stride = w.strides[0] if n_out > 1 else row
     span = (n_out - 1) * stride + row
     flat = np.lib.stride_tricks.as_strided(w, shape=(span,), strides=(1,), writeable=False)
@@ -209,7 +211,8 @@ def matmul(qt, w, x, out, n_threads=None):
     with numba_threads(n_threads):
         flat, stride = flat_rows(w)
         if qt.name in ("F16", "BF16"):
-            # uint16 elements (rows of 2*n_in bytes, so the stride is even)
+            if stride % 2:   # rows of a padded buffer at odd offsets: not a uint16 array
+                flat, stride = flat_rows(np.ascontiguousarray(w))
             _mm_half(flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16",
                      min(n_out, 4 * numba.get_num_threads()))
             return out

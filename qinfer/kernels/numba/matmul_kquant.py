@@ -142,6 +142,23 @@ def _k4_code(w, qs, qh, l, p, hi, five):
     return u
 
 
+@njit(cache=True, inline="always")
+def _q45_sum(w, qt, qs, qh, e0, sc, five, lane):
+    """sum over the super-block of sc[group] * u * q (one int32 reduction)."""
+    s0, s1, s2, s3, s4, s5, s6, s7 = sc
+    sumi = i32(0)
+    for l in range(2 * lane):
+        sumi = mac(sumi, s0 * _k4_code(w, qs, qh, l, 0, 0, five), qt[U(e0 + l)])
+        sumi = mac(sumi, s1 * _k4_code(w, qs, qh, l, 0, 1, five), qt[U(e0 + 32 + l)])
+        sumi = mac(sumi, s2 * _k4_code(w, qs, qh, l, 1, 0, five), qt[U(e0 + 64 + l)])
+        sumi = mac(sumi, s3 * _k4_code(w, qs, qh, l, 1, 1, five), qt[U(e0 + 96 + l)])
+        sumi = mac(sumi, s4 * _k4_code(w, qs, qh, l, 2, 0, five), qt[U(e0 + 128 + l)])
+        sumi = mac(sumi, s5 * _k4_code(w, qs, qh, l, 2, 1, five), qt[U(e0 + 160 + l)])
+        sumi = mac(sumi, s6 * _k4_code(w, qs, qh, l, 3, 0, five), qt[U(e0 + 192 + l)])
+        sumi = mac(sumi, s7 * _k4_code(w, qs, qh, l, 3, 1, five), qt[U(e0 + 224 + l)])
+    return sumi
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def _mm_q45_k(w, stride, q, d, s16, out, five, lane):
     n_tok, n_in = q.shape
@@ -166,30 +183,11 @@ def _mm_q45_k(w, stride, q, d, s16, out, five, lane):
                            + m2 * (s16[t, sb + 4] + s16[t, sb + 5]) + m3 * (s16[t, sb + 6] + s16[t, sb + 7])
                            + m4 * (s16[t, sb + 8] + s16[t, sb + 9]) + m5 * (s16[t, sb + 10] + s16[t, sb + 11])
                            + m6 * (s16[t, sb + 12] + s16[t, sb + 13]) + m7 * (s16[t, sb + 14] + s16[t, sb + 15]))
-                qs = o + qs0
-                qh = o + 16
-                e0 = 256 * b
-                sumi = i32(0)
-                if five:   # two copies of the loop: a branch inside it would stop the vectoriser
-                    for l in range(2 * lane):
-                        sumi = mac(sumi, s0 * _k4_code(w, qs, qh, l, 0, 0, True), qt[U(e0 + l)])
-                        sumi = mac(sumi, s1 * _k4_code(w, qs, qh, l, 0, 1, True), qt[U(e0 + 32 + l)])
-                        sumi = mac(sumi, s2 * _k4_code(w, qs, qh, l, 1, 0, True), qt[U(e0 + 64 + l)])
-                        sumi = mac(sumi, s3 * _k4_code(w, qs, qh, l, 1, 1, True), qt[U(e0 + 96 + l)])
-                        sumi = mac(sumi, s4 * _k4_code(w, qs, qh, l, 2, 0, True), qt[U(e0 + 128 + l)])
-                        sumi = mac(sumi, s5 * _k4_code(w, qs, qh, l, 2, 1, True), qt[U(e0 + 160 + l)])
-                        sumi = mac(sumi, s6 * _k4_code(w, qs, qh, l, 3, 0, True), qt[U(e0 + 192 + l)])
-                        sumi = mac(sumi, s7 * _k4_code(w, qs, qh, l, 3, 1, True), qt[U(e0 + 224 + l)])
+                sc = (s0, s1, s2, s3, s4, s5, s6, s7)
+                if five:   # a literal flag per call: a branch inside the loop would stop the vectoriser
+                    sumi = _q45_sum(w, qt, o + qs0, o + 16, 256 * b, sc, True, lane)
                 else:
-                    for l in range(2 * lane):
-                        sumi = mac(sumi, s0 * _k4_code(w, qs, qh, l, 0, 0, False), qt[U(e0 + l)])
-                        sumi = mac(sumi, s1 * _k4_code(w, qs, qh, l, 0, 1, False), qt[U(e0 + 32 + l)])
-                        sumi = mac(sumi, s2 * _k4_code(w, qs, qh, l, 1, 0, False), qt[U(e0 + 64 + l)])
-                        sumi = mac(sumi, s3 * _k4_code(w, qs, qh, l, 1, 1, False), qt[U(e0 + 96 + l)])
-                        sumi = mac(sumi, s4 * _k4_code(w, qs, qh, l, 2, 0, False), qt[U(e0 + 128 + l)])
-                        sumi = mac(sumi, s5 * _k4_code(w, qs, qh, l, 2, 1, False), qt[U(e0 + 160 + l)])
-                        sumi = mac(sumi, s6 * _k4_code(w, qs, qh, l, 3, 0, False), qt[U(e0 + 192 + l)])
-                        sumi = mac(sumi, s7 * _k4_code(w, qs, qh, l, 3, 1, False), qt[U(e0 + 224 + l)])
+                    sumi = _q45_sum(w, qt, o + qs0, o + 16, 256 * b, sc, False, lane)
                 acc += d[t, b] * (f16_at(w, o) * F32(sumi) - f16_at(w, o + 2) * F32(summ))
             out[t, r] = acc
 
