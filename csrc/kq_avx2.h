@@ -48,8 +48,8 @@ static inline void qi_kq_transpose8(const float *v, int n, int g, float *vt) {
         for (int l = 0; l < n; l++) vt[8 * l + j] = v[n * (8 * g + j) + l];
 }
 
-/* make_qkx2_quants (empty_if_le 0) / make_qkx3_quants (empty_if_le 1) of
- * kq_search.c for eight sub-blocks: xt, wt transposed (weights required), Lt
+/* kq_search_avx2.c: make_qkx2_quants (empty_if_le 0) / make_qkx3_quants
+ * (empty_if_le 1) of kq_search.c for eight sub-blocks: xt, wt transposed (weights required), Lt
  * (NULL: not wanted) receives the codes as n rows of eight int32; scale[j],
  * the_min[j] the results of sub-block j. */
 void qi_kq_make_qkx_x8_avx2(int n, int nmax, const float *xt, const float *wt, int32_t *Lt, float *scale,
@@ -72,8 +72,8 @@ void qi_kq_make_qkx16_avx2(int nmax, const float *x, const float *w, uint8_t *L,
  * into L[256], scales[16]. */
 void qi_kq_make_q3_16_avx2(int nmax, const float *x, int8_t *L, float *scales);
 
-/* One candidate pair (d, dmin) of the asymmetric "best" search
- * (kq_asym_best.c, evaluate) for n_sub sub-blocks (8 or 16) of 256/n_sub
+/* kq_asym_best_avx2.c: one candidate pair (d, dmin) of the asymmetric "best"
+ * search (kq_asym_best.c, evaluate) for n_sub sub-blocks (8 or 16) of 256/n_sub
  * weights; xt, wt: the groups of eight transposed one after the other.
  * Returns the total error; when it is below best_err also writes the
  * winning codes c_sc, c_m (n_sub each) and c_q (256, element order). */
@@ -81,12 +81,12 @@ float qi_kq_asym_score_avx2(const float *xt, const float *wt, int n_sub, int nma
                             const float *scales, const float *mins, const int8_t *moves, int nmoves,
                             float d, float dmin, float best_err, uint8_t *c_sc, uint8_t *c_m, uint8_t *c_q);
 
-/* Q4_K/Q5_K (quant_q45_k_avx2.c): ggml's per-sub-block fit of one super-block,
+/* quant_q45_k_avx2.c: ggml's Q4_K/Q5_K per-sub-block fit of one super-block,
  * quantize_row_q{4,5}_K_ref's (qw NULL: make_qkx2 with rmin, rdelta, nstep)
  * or _impl's (make_qkx3, also the sub-block weight sums sw); L: the codes. */
 void qi_q45k_fit_avx2(const float *x, const float *qw, int nmax, float rmin, float rdelta, int nstep,
                       uint8_t *L, float *scales, float *mins, float *sw);
-/* Codes of eight sub-blocks of 32 (n_per = 32) or sixteen of 16 from their
+/* Codes of eight sub-blocks of 32 (n_sub 8) or sixteen of 16 (n_sub 16) from their
  * stored steps: L = clamp(nearest_int((x + ml) / dl), 0, nmax) where dl != 0;
  * sub-blocks with dl == 0 keep their L. */
 void qi_kq_requant_asym_avx2(const float *x, int n_sub, const float *dl, const float *ml, int nmax, uint8_t *L);
