@@ -5,6 +5,7 @@
 #include "qinfer.h"
 #include "api/kq_search.h"
 #include "kq_avx2.h"
+#include "kq_neon.h"
 
 static inline int nearest_int(float f) {
     float v = f + 12582912.f;
@@ -39,7 +40,7 @@ typedef struct {
     float best_err;
     uint8_t sc[MAX_SUB], m[MAX_SUB], q[256];
     uint16_t d_bits, dmin_bits;
-    int avx2;                  /* score with qi_kq_asym_score_avx2 over xt, wt */
+    int simd;                  /* score with qi_kq_asym_score_avx2 / _neon over xt, wt */
     float xt[256], wt[256];    /* x, w in groups of eight sub-blocks, transposed (kq_avx2.h) */
 } search_t;
 
@@ -50,8 +51,14 @@ static void evaluate(search_t *s, uint16_t d_bits, uint16_t dmin_bits) {
     uint8_t c_sc[MAX_SUB] = {0}, c_m[MAX_SUB] = {0}, c_q[256] = {0};
     float total = 0;
 #if defined(QI_X86)
-    if (s->avx2) {
+    if (s->simd) {
         total = qi_kq_asym_score_avx2(s->xt, s->wt, s->n_sub, s->nmax, s->smax, s->scales, s->mins, s->moves,
+                                      s->nmoves, d, dmin, s->best_err, c_sc, c_m, c_q);
+        goto keep;
+    }
+#elif defined(QI_ARM64)
+    if (s->simd) {
+        total = qi_kq_asym_score_neon(s->xt, s->wt, s->n_sub, s->nmax, s->smax, s->scales, s->mins, s->moves,
                                       s->nmoves, d, dmin, s->best_err, c_sc, c_m, c_q);
         goto keep;
     }
@@ -86,7 +93,7 @@ static void evaluate(search_t *s, uint16_t d_bits, uint16_t dmin_bits) {
         }
         total += err_j;
     }
-#if defined(QI_X86)
+#if defined(QI_X86) || defined(QI_ARM64)
 keep:
 #endif
     if (total < s->best_err) {
@@ -129,17 +136,23 @@ float qi_kq_asym_search(const float *x, const float *w, int n_sub, int nmax, int
     uint8_t Ltmp[256], Laux[256];
     const int n = 256 / n_sub;
     if (n_sub > MAX_SUB || nmoves > MAX_MOVES) return NAN;
-    s.avx2 = 0;
+    s.simd = 0;
 #if defined(QI_X86)
-    s.avx2 = qi_simd_level() == QI_SIMD_AVX2 && n_sub % 8 == 0;
-    for (int g = 0; s.avx2 && g < n_sub / 8; g++) {
-        qi_kq_transpose8(x, n, g, s.xt + 8 * n * g);
-        qi_kq_transpose8(w, n, g, s.wt + 8 * n * g);
-        qi_kq_make_qkx_x8_avx2(n, nmax, s.xt + 8 * n * g, s.wt + 8 * n * g, NULL, scales + 8 * g, mins + 8 * g,
-                               rmin, rdelta, nstep, 0, 1);
-    }
+    s.simd = qi_simd_level() == QI_SIMD_AVX2 && n_sub % 8 == 0;
+#elif defined(QI_ARM64)
+    s.simd = qi_simd_level() >= QI_SIMD_NEON && n_sub % 8 == 0;
 #endif
-    for (int j = 0; j < n_sub && !s.avx2; j++)
+    for (int g = 0; s.simd && g < n_sub / 8; g++) {
+        float *xt = s.xt + 8 * n * g, *wt = s.wt + 8 * n * g;
+        qi_kq_transpose8(x, n, g, xt);
+        qi_kq_transpose8(w, n, g, wt);
+#if defined(QI_X86)
+        qi_kq_make_qkx_x8_avx2(n, nmax, xt, wt, NULL, scales + 8 * g, mins + 8 * g, rmin, rdelta, nstep, 0, 1);
+#elif defined(QI_ARM64)
+        qi_kq_make_qkx_x8_neon(n, nmax, xt, wt, NULL, scales + 8 * g, mins + 8 * g, rmin, rdelta, nstep, 0, 1);
+#endif
+    }
+    for (int j = 0; j < n_sub && !s.simd; j++)
         scales[j] = qi_kq_make_qkx3_quants(n, nmax, x + n * j, w + n * j, Ltmp, &mins[j], Laux, rmin, rdelta, nstep, 0);
     s.x = x; s.w = w; s.scales = scales; s.mins = mins;
     s.n_sub = n_sub; s.n = n; s.nmax = nmax; s.smax = smax; s.nmoves = nmoves; s.moves = moves;

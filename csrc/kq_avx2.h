@@ -16,6 +16,13 @@
 
 #include "qinfer.h"
 
+/* Transpose sub-blocks 8g..8g+7 of n weights each (sub-block j at v + n*j)
+ * into rows of eight (plain C: the NEON paths of kq_neon.h use it too). */
+static inline void qi_kq_transpose8(const float *v, int n, int g, float *vt) {
+    for (int j = 0; j < 8; j++)
+        for (int l = 0; l < n; l++) vt[8 * l + j] = v[n * (8 * g + j) + l];
+}
+
 #if defined(QI_X86)
 
 /* ggml's nearest_int on eight lanes: same float add, same bit extraction. */
@@ -40,12 +47,6 @@ QI_TARGET_AVX2 static inline int qi_all_ones(const float *w, int n) {
     for (int i = 0; i < n; i += 8)
         eq = _mm256_and_ps(eq, _mm256_cmp_ps(_mm256_loadu_ps(w + i), _mm256_set1_ps(1.f), _CMP_EQ_OQ));
     return _mm256_movemask_ps(eq) == 0xff;
-}
-
-/* Transpose sub-blocks 8g..8g+7 of n weights each (sub-block j at v + n*j) into rows of eight. */
-static inline void qi_kq_transpose8(const float *v, int n, int g, float *vt) {
-    for (int j = 0; j < 8; j++)
-        for (int l = 0; l < n; l++) vt[8 * l + j] = v[n * (8 * g + j) + l];
 }
 
 /* kq_search_avx2.c: make_qkx2_quants (empty_if_le 0) / make_qkx3_quants

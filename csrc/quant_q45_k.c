@@ -10,6 +10,7 @@
 #include "api/quant_q45_k.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
+#include "kq_neon.h"
 
 static inline int nearest_int(float f) {
     float v = f + 12582912.f;
@@ -113,29 +114,48 @@ static void fit_subblocks(const variant_t *v, const float *x, const float *qw, u
         return;
     }
 #endif
-    uint8_t Laux[32];
-    float w[32];
+    /* the error weights: _ref's sqrt(mean x^2 of the sub-block) + |x|, or
+     * _impl's qw * sqrt(sigma2 + x^2) with sigma2 from the whole super-block */
+    float w[256];
     if (!qw) {
         for (int j = 0; j < 8; j++) {
             float sum_x2 = 0;
             for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
             const float av_x = sqrtf(sum_x2 / 32);
-            for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
-            scales[j] = qi_kq_make_qkx2_quants(32, v->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
-                                               v->ref_rmin, v->ref_rdelta, v->ref_nstep, 0);
+            for (int l = 0; l < 32; l++) w[32 * j + l] = av_x + fabsf(x[32 * j + l]);
         }
+    } else {
+        float sum_x2 = 0;
+        for (int l = 0; l < 256; l++) sum_x2 += x[l] * x[l];
+        const float sigma2 = 2 * sum_x2 / 256;
+        for (int j = 0; j < 8; j++) {
+            for (int l = 0; l < 32; l++) w[32 * j + l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 32; l++) sumw += w[32 * j + l];
+            sw[j] = sumw;
+        }
+    }
+    const float rmin = qw ? -0.9f : v->ref_rmin, rdelta = qw ? 0.05f : v->ref_rdelta;
+    const int nstep = qw ? 36 : v->ref_nstep;
+#if defined(QI_ARM64)
+    if (qi_simd_level() >= QI_SIMD_NEON) {
+        /* the eight fits side by side (kq_search_neon.c) */
+        float xt[256], wt[256];
+        int32_t Lt[256];
+        qi_kq_transpose8(x, 32, 0, xt);
+        qi_kq_transpose8(w, 32, 0, wt);
+        qi_kq_make_qkx_x8_neon(32, v->nmax, xt, wt, Lt, scales, mins, rmin, rdelta, nstep, 0, qw != NULL);
+        for (int j = 0; j < 8; j++)
+            for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)Lt[8 * l + j];
         return;
     }
-    float sum_x2 = 0;
-    for (int l = 0; l < 256; l++) sum_x2 += x[l] * x[l];
-    const float sigma2 = 2 * sum_x2 / 256;
-    for (int j = 0; j < 8; j++) {
-        for (int l = 0; l < 32; l++) w[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 32; l++) sumw += w[l];
-        sw[j] = sumw;
-        scales[j] = qi_kq_make_qkx3_quants(32, v->nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0);
-    }
+#endif
+    uint8_t Laux[32];
+    for (int j = 0; j < 8; j++)
+        scales[j] = qw ? qi_kq_make_qkx3_quants(32, v->nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin,
+                                                rdelta, nstep, 0)
+                       : qi_kq_make_qkx2_quants(32, v->nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin,
+                                                rdelta, nstep, 0);
 }
 
 /* Codes from the stored steps dl[j] = d*sc_j, ml[j] = dmin*m_j (by division, as
