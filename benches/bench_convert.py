@@ -1,7 +1,7 @@
 """Converter benchmark: a Mistral-7B-shaped .tar -> Q4_K_M GGUF, qinfer next to llama.cpp.
 
     python benches/bench_convert.py [--dir /tmp/qinfer-bench-7b] [--threads 2] [--shape 7b|small]
-                                    [--type Q4_K_M] [--skip-llamacpp] [--clean]
+                                    [--type Q4_K_M] [--tools qinfer,llamacpp] [--clean]
 
 The checkpoint (random bf16 weights ~N(0, 0.02), norms 1.0; 32 layers, dim 4096,
 hidden 14336, 32 heads, 8 KV heads, vocab 32768 for --shape 7b: ~14.5 GB) is written
@@ -202,7 +202,8 @@ def main():
     ap.add_argument("--shape", choices=sorted(SHAPES), default="7b")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--type", default="Q4_K_M")
-    ap.add_argument("--skip-llamacpp", action="store_true")
+    ap.add_argument("--tools", default="qinfer,llamacpp",
+                    help="which to run (one tool per invocation lets two share a cached checkpoint)")
     ap.add_argument("--clean", action="store_true", help="delete the cached checkpoint at the end")
     a = ap.parse_args()
     s = SHAPES[a.shape]
@@ -212,19 +213,21 @@ def main():
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     cached_checkpoint(folder, s)
     size_in = (folder / "model.tar").stat().st_size
-    out_dir = folder / "out"
+    tools = a.tools.split(",")
+    out_dir = folder / ("out-" + "-".join(tools))      # invocations with other --tools keep theirs
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
     rows, types = [], {}
     # a Q4_K_M 7B file is ~0.3 of the bf16 size; bf16 intermediate = input size
-    require_free(folder, size_in // 2, "qinfer's output")
-    q_out = out_dir / "qinfer.gguf"
-    m = run_measured(qinfer_command() + ["convert", str(folder / "model.tar"), "-o", str(q_out), "--type",
-                                         a.type, "-q"], a.threads)
-    rows.append(("qinfer convert (.tar)", *m, q_out.stat().st_size))
-    types["qinfer"] = tensor_types(q_out)
-    q_out.unlink()
-    if not a.skip_llamacpp:
+    if "qinfer" in tools:
+        require_free(folder, size_in // 2, "qinfer's output")
+        q_out = out_dir / "qinfer.gguf"
+        m = run_measured(qinfer_command() + ["convert", str(folder / "model.tar"), "-o", str(q_out), "--type",
+                                             a.type, "-q"], a.threads)
+        rows.append(("qinfer convert (.tar)", *m, q_out.stat().st_size))
+        types["qinfer"] = tensor_types(q_out)
+        q_out.unlink()
+    if "llamacpp" in tools:
         sys.path.insert(0, str(ROOT / "tests" / "support"))
         from llamacpp_converter import llamacpp_tree
         tree = llamacpp_tree()
@@ -250,7 +253,7 @@ def main():
     print("|---|---:|---:|---:|---:|---:|")
     for name, wall, cpu, rss, load, size in rows:
         print(f"| {name} | {wall:.0f} | {cpu:.0f} | {rss / 2**20:.0f} | {load:.2f} | {size / 1e6:.0f} |")
-    if "llama.cpp" in types:
+    if len(types) == 2:
         same = types["qinfer"] == types["llama.cpp"]
         print(f"\ntensor names and types of the two outputs {'identical' if same else 'DIFFER'}")
         if not same:
