@@ -1,5 +1,6 @@
-/* NEON twins of kq_search_avx2.c's make_qkx fit and kq_asym_best_avx2.c's
- * candidate scoring (rules: kq_neon.h). Each 4-lane kernel works on one half
+/* NEON twins of kq_search_avx2.c's make_qkx fit, kq_asym_best_avx2.c's
+ * candidate scoring and quant_q3_k_q6_k_best_avx2.c's symmetric fit and
+ * scoring (rules: kq_neon.h). Each 4-lane kernel works on one half
  * (lanes 4h..4h+3) of the rows of eight, reading row l at xt + 8*l + 4*h. */
 #include "kq_neon.h"
 
@@ -171,6 +172,111 @@ float qi_kq_asym_score_neon(const float *xt, const float *wt, int n_sub, int nma
         for (int l = 0; l < n; l++) {
             vst1q_s32(q, weight_code4(vld1q_f32(xg + 8 * l), w_ml[hh], w_inv[hh], nz, nmax));
             for (int j = 0; j < 4; j++) c_q[n * (4 * hh + j) + l] = (uint8_t)q[j];
+        }
+    }
+    return total;
+}
+
+/* qi_ksym_signed_max on four lanes (rows of eight, stride 8): largest magnitude, first on ties */
+static inline float32x4_t signed_max4(const float *vt, int n) {
+    float32x4_t amax = vdupq_n_f32(0.f), top = vdupq_n_f32(0.f);
+    for (int l = 0; l < n; l++) {
+        const float32x4_t v = vld1q_f32(vt + 8 * l), a = vabsq_f32(v);
+        const uint32x4_t gt = vcgtq_f32(a, amax);
+        amax = vbslq_f32(gt, a, amax);
+        top = vbslq_f32(gt, v, top);
+    }
+    return top;
+}
+
+void qi_ksym_fit_scales_neon(const float *x, const float *w, int qmin, int qmax, const float *grid, int ngrid,
+                             float *scales) {
+    const float32x4_t zero = vdupq_n_f32(0.f);
+    float xt[128], wt[128];
+    for (int g = 0; g < 2; g++) {
+        qi_kq_transpose8(x, 16, g, xt);
+        qi_kq_transpose8(w, 16, g, wt);
+        for (int h = 0; h < 2; h++) {
+            const float *xh = xt + 4 * h, *wh = wt + 4 * h;
+            const float32x4_t top = signed_max4(xh, 16);
+            const uint32x4_t empty = vcltq_f32(vabsq_f32(top), vdupq_n_f32(1e-15f));
+            float32x4_t scale = zero, best = zero;
+            for (int k = 0; k < ngrid; k++) {
+                const float32x4_t iscale = vdivq_f32(vdupq_n_f32(grid[k]), top);
+                float32x4_t sumlx = zero, suml2 = zero;
+                for (int l = 0; l < 16; l++) {
+                    const float32x4_t xv = vld1q_f32(xh + 8 * l), wv = vld1q_f32(wh + 8 * l);
+                    const float32x4_t lf = vcvtq_f32_s32(clamp4(nearest_int4(vmulq_f32(iscale, xv)), qmin, qmax));
+                    sumlx = vaddq_f32(sumlx, vmulq_f32(vmulq_f32(wv, xv), lf));
+                    suml2 = vaddq_f32(suml2, vmulq_f32(vmulq_f32(wv, lf), lf));
+                }
+                const uint32x4_t better = vandq_u32(vcgtq_f32(suml2, zero),
+                                                    vcgtq_f32(vmulq_f32(sumlx, sumlx), vmulq_f32(best, suml2)));
+                const float32x4_t sc = vdivq_f32(sumlx, suml2);
+                scale = vbslq_f32(better, sc, scale);
+                best = vbslq_f32(better, vmulq_f32(sc, sumlx), best);
+            }
+            vst1q_f32(scales + 8 * g + 4 * h, vbslq_f32(empty, zero, scale));
+        }
+    }
+}
+
+/* code_sym of quant_q3_k_q6_k_best.c on four lanes (nz: dl != 0) */
+static inline int32x4_t code_sym4(float32x4_t x, float32x4_t inv, uint32x4_t nz, int qmin, int qmax) {
+    return vandq_s32(clamp4(nearest_int4(vmulq_f32(x, inv)), qmin, qmax), vreinterpretq_s32_u32(nz));
+}
+
+float qi_ksym_score_neon(const float *xt, const float *wt, const float *scales, int qmin, int qmax, int smin,
+                         int smax, float d, float best_err, int8_t *s_out, int8_t *q_out) {
+    static const int deltas[3] = {0, -1, 1};
+    const float32x4_t zero = vdupq_n_f32(0.f), vd = vdupq_n_f32(d);
+    int32x4_t w_s[4];
+    float32x4_t w_inv[4], w_err[4];
+    uint32x4_t w_nz[4];
+    float err_j[16];
+    for (int hh = 0; hh < 4; hh++) {
+        const float *xg = xt + 128 * (hh / 2) + 4 * (hh % 2), *wg = wt + 128 * (hh / 2) + 4 * (hh % 2);
+        const int32x4_t s0 = d != 0 ? clamp4(nearest_int4(vdivq_f32(vld1q_f32(scales + 4 * hh), vd)), smin, smax)
+                                    : vdupq_n_s32(0);
+        float32x4_t best = vdupq_n_f32(INFINITY);
+        w_s[hh] = vdupq_n_s32(0);
+        w_inv[hh] = zero;
+        w_nz[hh] = vdupq_n_u32(0);
+        for (int t = 0; t < 3; t++) {
+            const int32x4_t sv = clamp4(vaddq_s32(s0, vdupq_n_s32(deltas[t])), smin, smax);
+            const float32x4_t dl = vmulq_f32(vd, vcvtq_f32_s32(sv));
+            const uint32x4_t nz = vmvnq_u32(vceqq_f32(dl, zero));
+            const float32x4_t inv = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(vdivq_f32(vdupq_n_f32(1.f), dl)), nz));
+            float32x4_t err = zero;
+            for (int l = 0; l < 16; l++) {
+                const float32x4_t xv = vld1q_f32(xg + 8 * l), wv = vld1q_f32(wg + 8 * l);
+                const float32x4_t q = vcvtq_f32_s32(code_sym4(xv, inv, nz, qmin, qmax));
+                const float32x4_t diff = vsubq_f32(xv, vmulq_f32(dl, q));
+                err = vaddq_f32(err, vmulq_f32(vmulq_f32(wv, diff), diff));
+            }
+            const uint32x4_t better = vcltq_f32(err, best);
+            best = vbslq_f32(better, err, best);
+            w_s[hh] = vbslq_s32(better, sv, w_s[hh]);
+            w_inv[hh] = vbslq_f32(better, inv, w_inv[hh]);
+            w_nz[hh] = vbslq_u32(better, nz, w_nz[hh]);
+        }
+        w_err[hh] = best;
+        vst1q_f32(err_j + 4 * hh, best);
+    }
+    float total = 0;
+    for (int j = 0; j < 16; j++) total += err_j[j];
+    if (!(total < best_err)) return total;
+    /* codes of the winners; a sub-block whose every candidate scored NaN or infinity keeps zeros */
+    for (int hh = 0; hh < 4; hh++) {
+        const float *xg = xt + 128 * (hh / 2) + 4 * (hh % 2);
+        const uint32x4_t valid = vcltq_f32(w_err[hh], vdupq_n_f32(INFINITY));
+        const uint32x4_t nz = vandq_u32(w_nz[hh], valid);
+        int32_t sv[4], q[4];
+        vst1q_s32(sv, vandq_s32(w_s[hh], vreinterpretq_s32_u32(valid)));
+        for (int j = 0; j < 4; j++) s_out[4 * hh + j] = (int8_t)sv[j];
+        for (int l = 0; l < 16; l++) {
+            vst1q_s32(q, code_sym4(vld1q_f32(xg + 8 * l), w_inv[hh], nz, qmin, qmax));
+            for (int j = 0; j < 4; j++) q_out[16 * (4 * hh + j) + l] = (int8_t)q[j];
         }
     }
     return total;

@@ -5,6 +5,7 @@
 #include "qinfer.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
+#include "kq_neon.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
 static inline int nearest_int(float f) {
@@ -60,10 +61,14 @@ float qi_ksym_search(const float *x, const float *w, const float *scales, int qm
     *d_bits = 0;
     memset(s_out, 0, 16);
     memset(q_out, 0, 256);
-#if defined(QI_X86)
+#if defined(QI_X86) || defined(QI_ARM64)
     float xt[256], wt[256];
-    const int avx2 = qi_simd_level() == QI_SIMD_AVX2;
-    for (int g = 0; avx2 && g < 2; g++) {
+#if defined(QI_X86)
+    const int simd = qi_simd_level() == QI_SIMD_AVX2;
+#else
+    const int simd = qi_simd_level() >= QI_SIMD_NEON;
+#endif
+    for (int g = 0; simd && g < 2; g++) {
         qi_kq_transpose8(x, 16, g, xt + 128 * g);
         qi_kq_transpose8(w, 16, g, wt + 128 * g);
     }
@@ -73,8 +78,13 @@ float qi_ksym_search(const float *x, const float *w, const float *scales, int qm
         const float d = qi_fp16_to_fp32(bits);
         float total = 0;
 #if defined(QI_X86)
-        if (avx2) {
+        if (simd) {
             total = qi_ksym_score_avx2(xt, wt, scales, qmin, qmax, smin, smax, d, best_err, cand_s, cand_q);
+            goto keep;
+        }
+#elif defined(QI_ARM64)
+        if (simd) {
+            total = qi_ksym_score_neon(xt, wt, scales, qmin, qmax, smin, smax, d, best_err, cand_s, cand_q);
             goto keep;
         }
 #endif
@@ -107,7 +117,7 @@ float qi_ksym_search(const float *x, const float *w, const float *scales, int qm
             }
             total += err_j;
         }
-#if defined(QI_X86)
+#if defined(QI_X86) || defined(QI_ARM64)
 keep:
 #endif
         if (total < best_err) {

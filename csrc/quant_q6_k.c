@@ -6,6 +6,7 @@
 #include "api/kq_search.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
+#include "kq_neon.h"
 
 /* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
 static inline int nearest_int(float f) {
@@ -123,6 +124,9 @@ static void best_block_q6_k(const float *x, const float *qw, const float *grid, 
     const float err_g = qi_kq_block_error(x, w, y);
 #if defined(QI_X86)
     if (qi_simd_level() == QI_SIMD_AVX2) qi_ksym_fit_scales_avx2(x, w, -32, 31, grid, Q6K_NGRID, scales);
+    else
+#elif defined(QI_ARM64)
+    if (qi_simd_level() >= QI_SIMD_NEON) qi_ksym_fit_scales_neon(x, w, -32, 31, grid, Q6K_NGRID, scales);
     else
 #endif
     for (int j = 0; j < 16; j++) scales[j] = qi_ksym_fit_scale(x + 16 * j, w + 16 * j, -32, 31, grid, Q6K_NGRID);
