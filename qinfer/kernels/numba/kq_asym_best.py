@@ -17,7 +17,7 @@ def _round_code(v, step, smax):
 
 
 @njit(cache=True, error_model="numpy")
-def _first_max(v):
+def first_max(v):
     top = F32(0)
     for j in range(v.shape[0]):
         if v[j] > top:
@@ -105,8 +105,8 @@ def asym_search(x, w, n_sub, nmax, smax, rmin, rdelta, nstep, divisors, moves, r
     for j in range(n_sub):
         scales[j], mins[j] = make_qkx3_quants(x[n * j:n * (j + 1)], w[n * j:n * (j + 1)], True, nmax, Ltmp,
                                               Laux, rmin, rdelta, nstep, False)
-    max_scale = _first_max(scales)
-    max_min = _first_max(mins)
+    max_scale = first_max(scales)
+    max_min = first_max(mins)
     best_err = INF
     best_d = np.uint16(0)
     best_dmin = np.uint16(0)

@@ -26,17 +26,25 @@ def clampi(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
 
 
+@njit(cache=True)
+def signed_max(v):
+    """The element of largest magnitude, sign kept (the first one on ties)."""
+    amax = F32(0)
+    smax = F32(0)
+    for i in range(v.shape[0]):
+        a = abs(v[i])
+        if a > amax:
+            amax = a
+            smax = v[i]
+    return smax
+
+
 @njit(cache=True, error_model="numpy")
 def make_qx_quants(x, nmax, L, qw, has_qw):
     """rmse_type 1; weights qw when has_qw else x^2. Fills L (= l + nmax), returns the scale."""
     n = x.shape[0]
-    top = F32(0)
-    amax = F32(0)
-    for i in range(n):
-        if abs(x[i]) > amax:
-            amax = abs(x[i])
-            top = x[i]
-    if amax < GROUP_MAX_EPS:
+    top = signed_max(x)
+    if abs(top) < GROUP_MAX_EPS:
         L[:] = 0
         return F32(0)
     iscale = F32(-nmax) / top
@@ -73,13 +81,8 @@ def make_qx_quants(x, nmax, L, qw, has_qw):
 def make_q3_quants(x, nmax, L):
     """do_rmse variant. Fills L (= l + nmax), returns the scale."""
     n = x.shape[0]
-    top = F32(0)
-    amax = F32(0)
-    for i in range(n):
-        if abs(x[i]) > amax:
-            amax = abs(x[i])
-            top = x[i]
-    if amax < GROUP_MAX_EPS:
+    top = signed_max(x)
+    if abs(top) < GROUP_MAX_EPS:
         L[:] = 0
         return F32(0)
     iscale = F32(-nmax) / top

@@ -10,7 +10,7 @@ from numba import njit, prange
 from .floats import fp32_to_fp16_bits
 from .q2_k_layout import get_fp16, pack_2bit, put_half
 from .kq_search import clampi, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int
-from .kq_asym_best import asym_search
+from .kq_asym_best import asym_search, first_max
 from .q3_k_q6_k_best import block_error, prefer
 
 BLOCK = 84
@@ -47,15 +47,6 @@ def dequantize_q2_k(rows, n_per_row):
     out = np.empty((rows.shape[0], n_per_row), dtype=np.float32)
     _dequantize_rows(rows, out)
     return out
-
-
-@njit(cache=True)
-def first_max(v):
-    top = F32(0)
-    for j in range(16):
-        if v[j] > top:
-            top = v[j]
-    return top
 
 
 @njit(cache=True, error_model="numpy")

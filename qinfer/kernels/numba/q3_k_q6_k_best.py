@@ -8,23 +8,11 @@ import numpy as np
 from numba import njit
 
 from .floats import fp16_bits_to_fp32, fp32_to_fp16_bits
-from .kq_search import GROUP_MAX_EPS, clampi, nearest_int
+from .kq_search import GROUP_MAX_EPS, clampi, nearest_int, signed_max  # noqa: F401 (re-exported)
 
 F32 = np.float32
 INF = np.float32(np.inf)
 DELTAS = (0, -1, 1)
-
-
-@njit(cache=True)
-def signed_max(v):
-    amax = F32(0)
-    smax = F32(0)
-    for i in range(v.shape[0]):
-        a = abs(v[i])
-        if a > amax:
-            amax = a
-            smax = v[i]
-    return smax
 
 
 @njit(cache=True, error_model="numpy")

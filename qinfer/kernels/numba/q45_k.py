@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from .floats import fp32_to_fp16_bits
-from .kq_asym_best import asym_search
+from .kq_asym_best import asym_search, first_max
 from .kq_search import clampi, make_qkx2_quants, make_qkx3_quants, make_qp_quants, nearest_int
 from .q2_k_layout import get_fp16, put_half
 from .q3_k_q6_k_best import block_error, prefer
@@ -104,15 +104,6 @@ def dequantize_q5_k(rows, n_per_row):
     return _dequantize(31, 176, rows, n_per_row)
 
 
-@njit(cache=True)
-def _first_max(v):
-    top = F32(0)
-    for j in range(v.shape[0]):
-        if v[j] > top:
-            top = v[j]
-    return top
-
-
 @njit(cache=True, error_model="numpy")
 def ggml_block(nmax, x, qw, has_qw, blk):
     """quantize_row_q{4,5}_K_ref (has_qw False) or _impl for one super-block."""
@@ -134,8 +125,8 @@ def ggml_block(nmax, x, qw, has_qw, blk):
                 w[l] = av_x + abs(x[32 * j + l])
             scales[j], mins[j] = make_qkx2_quants(x[32 * j:32 * j + 32], w, nmax, L[32 * j:32 * j + 32], Laux,
                                                   rmin, rdelta, nstep, False)
-        max_scale = _first_max(scales)
-        max_min = _first_max(mins)
+        max_scale = first_max(scales)
+        max_min = first_max(mins)
         inv_scale = F32(63.0) / max_scale if max_scale > 0 else F32(0)
         inv_min = F32(63.0) / max_min if max_min > 0 else F32(0)
         for j in range(8):
