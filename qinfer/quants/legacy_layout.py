@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .q2_k_layout import fp16_bits
+
 F32 = np.float32
 QK = 32
 
@@ -36,8 +38,8 @@ def fp16_round(v):
 
 
 def _f16_bytes(v):
-    with np.errstate(over="ignore"):
-        return np.asarray(v, F32).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    # NaN as 0x7e00, the one NaN ggml's conversion (and qinfer's C and Numba) write
+    return fp16_bits(v).reshape(-1, 1).view(np.uint8).reshape(-1, 2)
 
 
 def pack(kind, d, m, L, nrows):
