@@ -165,7 +165,7 @@ def silu_mul(gate, up, out):
 
 
 def attention(q, k, v, pos0, window, out, n_threads=None):
-    """Splits (token, head) jobs over up to n_threads threads (None: all of Numba's)."""
+    """Splits (token, head) jobs over n_threads threads (None: Numba's current count)."""
     n, n_head, d = q.shape
     work = n * n_head * (pos0 + n) * (d + v.shape[2])
     _call(_attention, n * n_head > 1 and work >= ATTENTION_PARALLEL_WORK, n_threads,
