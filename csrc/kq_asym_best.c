@@ -3,18 +3,10 @@
  * algorithm and is the reference this reproduces bit for bit (float32 in the
  * same order, sequential sums, strict comparisons, first candidate wins). */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/kq_search.h"
 #include "kq_avx2.h"
 #include "kq_neon.h"
-
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 static float first_max(const float *v, int n) {
     float top = 0;

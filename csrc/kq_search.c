@@ -3,18 +3,10 @@
  * each one and is the reference these reproduce bit for bit: float32
  * arithmetic in the same order, sequential sums, strict comparisons. */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/kq_search.h"
 
 #define GROUP_MAX_EPS 1e-15f
-
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 float qi_kq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
     float top = 0, amax = 0;

@@ -4,17 +4,10 @@
  * llama.cpp bit for bit (ref path without imatrix, _impl path with one); "best"
  * searches the same format for a lower weighted squared error. */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/kq_search.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
-
-/* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
 
 #define Q2K_BYTES 84
 
@@ -36,8 +29,6 @@ int qi_dequantize_q2_k(const uint8_t *in, float *out, int64_t n) {
     for (int64_t i = 0; i < n / 256; i++) dequantize_block_q2_k(in + i * Q2K_BYTES, out + i * 256);
     return QI_OK;
 }
-
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 static void put_half(uint8_t *p, uint16_t h) { p[0] = (uint8_t)(h & 0xff); p[1] = (uint8_t)(h >> 8); }
 

@@ -3,19 +3,10 @@
  * Same algorithm, float32 operation order and tie-breaking as
  * qinfer/quants/q3_k_q6_k_best.py, which documents it; the bytes must match. */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
 #include "kq_neon.h"
-
-/* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 float qi_ksym_signed_max(const float *v, int n) {
     float amax = 0, smax = 0;

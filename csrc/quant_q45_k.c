@@ -6,20 +6,13 @@
  * weighted squared error (kq_asym_best.c). qinfer/quants/q45_k.py is the
  * reference these equal byte for byte. */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/kq_search.h"
 #include "api/quant_q45_k.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
 #include "kq_neon.h"
 
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 static inline float half_at(const uint8_t *p) { return qi_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8))); }
 static void put_half(uint8_t *p, uint16_t h) { p[0] = (uint8_t)(h & 0xff); p[1] = (uint8_t)(h >> 8); }
 

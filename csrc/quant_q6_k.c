@@ -3,18 +3,11 @@
  * in -32..31. Quantizers: "ggml" reproduces llama.cpp bit for bit; "best"
  * searches the same format for a lower weighted squared error. */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/kq_search.h"
 #include "api/quant_q6_k.h"
 #include "kq_avx2.h"
 #include "kq_neon.h"
-
-/* ggml's nearest_int (round half to even via 1.5*2^23); one copy per file so it inlines. */
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
 
 #define Q6K_BYTES 210
 
@@ -39,8 +32,6 @@ int qi_dequantize_q6_k(const uint8_t *in, float *out, int64_t n) {
     for (int64_t i = 0; i < n / 256; i++) dequantize_block_q6_k(in + i * Q6K_BYTES, out + i * 256);
     return QI_OK;
 }
-
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* codes L (0..63) in element order -> ql/qh of one block */
 static void pack_codes_q6_k(const int8_t *L, uint8_t *b) {

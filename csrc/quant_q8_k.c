@@ -2,14 +2,8 @@
  * @260): ggml's quantize_row_q8_K_ref and dequantize_row_q8_K, as
  * qinfer/quants/q8_k.py documents (zero blocks get zero bsums). */
 #include "qinfer.h"
+#include "kq_scalar.h"
 #include "api/quant_q8_k.h"
-
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
 
 int qi_quantize_q8_k_ggml(const float *x, uint8_t *out, int64_t nrows, int64_t n_per_row, const float *imatrix) {
     (void)imatrix;   /* activations: no importance weighting */

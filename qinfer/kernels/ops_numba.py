@@ -36,5 +36,5 @@ class NumbaOps:
 
     def attention(self, q, k_cache, v_cache, pos0, window=0, out=None, n_threads=None):
         out = _out(out, q.shape[:2] + (v_cache.shape[2],))
-        k.attention(q, _cache_view(k_cache), _cache_view(v_cache), int(pos0), int(window), out)
+        k.attention(q, _cache_view(k_cache), _cache_view(v_cache), int(pos0), int(window), out, n_threads)
         return out
