@@ -25,7 +25,8 @@ def use_more_bits(i, n):
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
-def _fallback(t, ncols):
+def fallback_type(t, ncols):
+    """llama.cpp's type for rows of ncols that type t cannot hold (a 32-block type, else F16)."""
     qt = get_type(t)
     if ncols % qt.block_size == 0:
         return t
@@ -48,7 +49,7 @@ def tensor_type(name, shape, ftype, params, has_imatrix=False):
     is_output = name == "output.weight" or (params.tied and name == "token_embd.weight")
     if is_output:
         t = "Q8_0" if (ncols % get_type(base).block_size or base == "Q8_0") else "Q6_K"
-        return _fallback(t, ncols)
+        return fallback_type(t, ncols)
     if name.endswith("attn_v.weight"):
         if ftype == "Q2_K":
             t = "Q4_K" if params.n_heads // params.n_kv_heads >= 4 else "Q3_K"
@@ -88,4 +89,4 @@ def tensor_type(name, shape, ftype, params, has_imatrix=False):
             t = "Q4_K"
         elif ftype == "Q3_K_L":
             t = "Q5_K"
-    return _fallback(t, ncols)
+    return fallback_type(t, ncols)
