@@ -149,7 +149,7 @@ def cached_checkpoint(folder, s):
     write_checkpoint(folder, s)
 
 
-def run_measured(cmd, n_cpus, env=None):
+def run_measured(label, cmd, n_cpus, env=None):
     """Run cmd; (wall s, CPU s, peak RSS bytes, load average over the run's last minute)."""
     cpus = sorted(os.sched_getaffinity(0))[:n_cpus]
     pin = None if n_cpus >= (os.cpu_count() or 1) else (lambda: os.sched_setaffinity(0, cpus))
@@ -161,11 +161,9 @@ def run_measured(cmd, n_cpus, env=None):
     p.returncode = os.waitstatus_to_exitcode(status)
     p.stderr.close()
     if p.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd[:3]))} ... failed ({p.returncode}):\n{err.decode()[-3000:]}")
+        sys.exit(f"{label} failed ({p.returncode}):\n{err.decode()[-3000:]}")
     load = os.getloadavg()[0]
-    print(f"  {os.path.basename(str(cmd[1] if cmd[1] != '-c' else 'llama_model_quantize'))} "
-          f"{' '.join(map(str, cmd[2:4]))}...: {wall:.0f} s wall, {ru.ru_maxrss / 1024:.0f} MB peak RSS, "
-          f"load {load:.2f}", flush=True)
+    print(f"  {label}: {wall:.0f} s wall, {ru.ru_maxrss / 1024:.0f} MB peak RSS, load {load:.2f}", flush=True)
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024, load
 
 
@@ -222,9 +220,9 @@ def main():
     if "qinfer" in tools:
         require_free(folder, size_in // 2, "qinfer's output")
         q_out = out_dir / "qinfer.gguf"
-        m = run_measured(qinfer_command() + ["convert", str(folder / "model.tar"), "-o", str(q_out), "--type",
-                                             a.type, "-q"], a.threads)
-        rows.append(("qinfer convert (.tar)", *m, q_out.stat().st_size))
+        label = "qinfer convert (.tar)"
+        cmd = qinfer_command() + ["convert", str(folder / "model.tar"), "-o", str(q_out), "--type", a.type, "-q"]
+        rows.append((label, *run_measured(label, cmd, a.threads), q_out.stat().st_size))
         types["qinfer"] = tensor_types(q_out)
         q_out.unlink()
     if "llamacpp" in tools:
@@ -234,13 +232,14 @@ def main():
         env = dict(os.environ, PYTHONPATH=str(tree / "gguf-py"), NO_LOCAL_GGUF="")
         bf16 = out_dir / "llamacpp-bf16.gguf"
         require_free(folder, size_in + size_in // 2, "llama.cpp's bf16 file and its quantized output")
-        m = run_measured([sys.executable, str(tree / "convert_hf_to_gguf.py"), str(folder / "raw"),
-                          "--mistral-format", "--outtype", "bf16", "--outfile", str(bf16)], a.threads, env)
-        rows.append(("llama.cpp convert_hf_to_gguf (folder -> bf16)", *m, bf16.stat().st_size))
+        label = "llama.cpp convert_hf_to_gguf (folder -> bf16)"
+        cmd = [sys.executable, str(tree / "convert_hf_to_gguf.py"), str(folder / "raw"), "--mistral-format",
+               "--outtype", "bf16", "--outfile", str(bf16)]
+        rows.append((label, *run_measured(label, cmd, a.threads, env), bf16.stat().st_size))
         l_out = out_dir / "llamacpp.gguf"
-        m = run_measured([sys.executable, "-c", LLAMA_QUANTIZE, str(bf16), str(l_out), a.type, str(a.threads)],
-                         a.threads)
-        rows.append(("llama.cpp llama_model_quantize (bf16 -> type)", *m, l_out.stat().st_size))
+        label = f"llama.cpp llama_model_quantize (bf16 -> {a.type})"
+        cmd = [sys.executable, "-c", LLAMA_QUANTIZE, str(bf16), str(l_out), a.type, str(a.threads)]
+        rows.append((label, *run_measured(label, cmd, a.threads), l_out.stat().st_size))
         types["llama.cpp"] = tensor_types(l_out)
         bf16.unlink()
         l_out.unlink()
