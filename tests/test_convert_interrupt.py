@@ -40,7 +40,10 @@ def test_a_full_disk_gives_one_line_and_no_file(tmp_path):
 def test_ctrl_c_leaves_nothing_behind(tmp_path):
     out = tmp_path / "out.gguf"
     # the numpy reference quantizers make the conversion take many seconds
-    p = _start(out, env=clean_env(QINFER_BACKEND="numpy"))
+    # test runners (pytest-xdist workers) may ignore SIGINT, and a Python started with
+    # SIGINT ignored keeps ignoring it: give the command a terminal's default instead
+    p = _start(out, env=clean_env(QINFER_BACKEND="numpy"),
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600
 
     def written():
