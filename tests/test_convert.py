@@ -140,6 +140,20 @@ def test_bad_inputs_fail_with_one_line_and_no_output(checkpoint, tmp_path):
     p["hidden_dim"] += 32
     (wrong / "params.json").write_text(json.dumps(p))
     fails(wrong, match="parameters imply")
+    # no tokenizer file
+    notok = tmp_path / "notok"
+    shutil.copytree(forms["raw"], notok)
+    for n in os.listdir(notok):
+        if n.startswith("tokenizer"):
+            os.remove(notok / n)
+    fails(notok, match="no tokenizer file")
+    # an architecture qinfer does not convert
+    gpt2 = tmp_path / "gpt2"
+    shutil.copytree(forms["hf"], gpt2)
+    cfg = json.loads((gpt2 / "config.json").read_text())
+    cfg["architectures"] = ["GPT2LMHeadModel"]
+    (gpt2 / "config.json").write_text(json.dumps(cfg))
+    fails(gpt2, match="unsupported architecture")
     # unknown file type
     fails(forms["tar"], "--type", "Q7_K", match="unsupported file type")
     # existing output is not overwritten
