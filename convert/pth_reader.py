@@ -262,14 +262,21 @@ def _records(zf, label):
     return {i.filename[len(prefix):]: i for i in zf.infolist() if i.filename.startswith(prefix)}
 
 
+# the compression methods zipfile decompresses (others raise from inside zf.read)
+READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
 def _read_record(zf, info, label, limit):
     if info.file_size > limit:
         raise FormatError(f"{label}: {info.filename} is {info.file_size} bytes, too large for a state dict")
+    if info.compress_type not in READABLE_METHODS:
+        raise FormatError(f"{label}: {_printable(info.filename)} uses zip compression method "
+                          f"{info.compress_type}, which Python's zipfile cannot read")
     try:
         return zf.read(info)
     except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, struct.error,
-            OverflowError, NotImplementedError, RuntimeError) as exc:
-        # CRC mismatch, bad local header, damaged compressed stream, unknown method, encryption
+            OverflowError, RuntimeError) as exc:
+        # CRC mismatch, bad local header, damaged compressed stream, encryption
         raise FormatError(f"{label}: cannot read {_printable(info.filename)} "
                           f"({_printable(str(exc))})") from None
 
