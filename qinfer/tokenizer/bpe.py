@@ -9,13 +9,13 @@ import heapq
 
 from ..errors import FormatError, UnsupportedError
 from .pretokenize import CHAR_TO_BYTE, PATTERNS, byte_encode, split_words
-from .special import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED, partition, special_tokens
+from .special import Vocabulary, BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED, partition, special_tokens
 
 IGNORE_MERGES = {"tekken"}
 _CACHE_LIMIT = 65536   # words remembered per tokenizer (a chat's worth of text)
 
 
-class BpeTokenizer:
+class BpeTokenizer(Vocabulary):
     def __init__(self, tokens, types, merges, pre="tekken", bos_id=1, eos_id=2, unk_id=-1,
                  add_bos=True, add_eos=False):
         if pre not in PATTERNS:
@@ -55,16 +55,6 @@ class BpeTokenizer:
                    int(get("tokenizer.ggml.unknown_token_id", -1)),
                    bool(get("tokenizer.ggml.add_bos_token", True)),
                    bool(get("tokenizer.ggml.add_eos_token", False)))
-
-    @property
-    def n_vocab(self):
-        return len(self.tokens)
-
-    def id_to_piece(self, i):
-        return self.tokens[i]
-
-    def is_special(self, i):
-        return self.types[i] in (CONTROL, UNKNOWN)
 
     # ---- encoding ---------------------------------------------------------
 

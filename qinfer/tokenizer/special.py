@@ -6,6 +6,20 @@ UNKNOWN ones only when the caller asks to parse special tokens."""
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
+class Vocabulary:
+    """What every tokenizer answers from its token list and token types."""
+
+    @property
+    def n_vocab(self):
+        return len(self.tokens)
+
+    def id_to_piece(self, i):
+        return self.tokens[i]
+
+    def is_special(self, i):
+        return self.types[i] in (CONTROL, UNKNOWN)
+
+
 def special_tokens(tokens, types):
     """[(text, id, type)] of the tokens the partition looks for, longest text first."""
     return sorted(((t, i, ty) for i, (t, ty) in enumerate(zip(tokens, types))

@@ -5,11 +5,11 @@ text fragment, merges of adjacent symbols by highest score (leftmost on ties),
 resegmentation through the recorded merges, and <0xXX> byte fallback."""
 import heapq
 
-from .special import BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, partition, special_tokens
+from .special import Vocabulary, BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, partition, special_tokens
 SPACE = "\u2581"
 
 
-class SpmTokenizer:
+class SpmTokenizer(Vocabulary):
     def __init__(self, tokens, scores, types, bos_id=1, eos_id=2, unk_id=0, add_bos=True,
                  add_eos=False, add_space_prefix=True):
         self.tokens = list(tokens)
@@ -38,16 +38,6 @@ class SpmTokenizer:
                    bool(get("tokenizer.ggml.add_bos_token", True)),
                    bool(get("tokenizer.ggml.add_eos_token", False)),
                    bool(get("tokenizer.ggml.add_space_prefix", True)))
-
-    @property
-    def n_vocab(self):
-        return len(self.tokens)
-
-    def id_to_piece(self, i):
-        return self.tokens[i]
-
-    def is_special(self, i):
-        return self.types[i] in (CONTROL, UNKNOWN)
 
     # ---- encoding ---------------------------------------------------------
 
