@@ -8,12 +8,16 @@
  * max(0, pos - window + 1) .. pos (window <= 0: all of 0 .. pos). Query head h
  * reads KV head h / (n_head / n_head_kv). Only heads h0 <= h < h1 are
  * computed, so callers can split heads across threads. scratch holds
- * pos0 + n_tok floats (the scores of one query row).
+ * min(h1 - h0, n_head / n_head_kv) * (pos0 + n_tok) floats (the scores of
+ * one query row for each head of a KV group).
  *
  * Per query: scores = q.k * 1/sqrt(d), softmax (max-subtracted, double
  * denominator), then the probability-weighted sum of V rows. The dot products
  * and V accumulation are the whole cost; they have AVX2/F16C and NEON paths. */
+#include <stdatomic.h>
+
 #include "qinfer.h"
+#include "threadpool.h"
 
 typedef float (*dot_fn)(const float *a, const void *b, int64_t n);
 typedef void (*axpy_fn)(float *y, float a, const void *x, int64_t n);
@@ -172,26 +176,72 @@ int qi_attention_f32(const float *q, const void *k, const void *v, float *out, f
     for (int64_t t = 0; t < n_tok; t++) {
         const int64_t p = pos0 + t;
         const int64_t lo = (window > 0 && p - window + 1 > 0) ? p - window + 1 : 0;
-        for (int64_t h = h0; h < h1; h++) {
-            const int64_t g = h / group;
-            const float *qv = q + (t * n_head + h) * d;
-            float mx = -INFINITY;
+        const int64_t n_pos = p - lo + 1;
+        /* The query heads that share a KV head go together, position by
+         * position, so each K and V row is fetched from memory once and
+         * re-read from L1 by the other heads of the group. */
+        for (int64_t hs = h0, he; hs < h1; hs = he) {
+            const int64_t g = hs / group;
+            he = (g + 1) * group < h1 ? (g + 1) * group : h1;
             for (int64_t j = lo; j <= p; j++) {
-                const float s = dot(qv, kb + (size_t)((j * n_head_kv + g) * d) * esize, d) * scale;
-                scratch[j - lo] = s;
-                mx = s > mx ? s : mx;
+                const char *kr = kb + (size_t)((j * n_head_kv + g) * d) * esize;
+                for (int64_t h = hs; h < he; h++)
+                    scratch[(h - hs) * n_pos + j - lo] = dot(q + (t * n_head + h) * d, kr, d) * scale;
             }
-            double sum = 0.0;
-            for (int64_t j = 0; j <= p - lo; j++) {
-                scratch[j] = expf(scratch[j] - mx);
-                sum += scratch[j];
+            for (int64_t h = hs; h < he; h++) {
+                float *sc = scratch + (h - hs) * n_pos, mx = -INFINITY;
+                for (int64_t j = 0; j < n_pos; j++) mx = sc[j] > mx ? sc[j] : mx;
+                double sum = 0.0;
+                for (int64_t j = 0; j < n_pos; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                const float inv = (float)(1.0 / sum);
+                for (int64_t j = 0; j < n_pos; j++) sc[j] *= inv;
+                memset(out + (t * n_head + h) * dv, 0, (size_t)dv * sizeof(float));
             }
-            const float inv = (float)(1.0 / sum);
-            float *o = out + (t * n_head + h) * dv;
-            memset(o, 0, (size_t)dv * sizeof(float));
-            for (int64_t j = lo; j <= p; j++)
-                axpy(o, scratch[j - lo] * inv, vb + (size_t)((j * n_head_kv + g) * dv) * esize, dv);
+            for (int64_t j = lo; j <= p; j++) {
+                const char *vr = vb + (size_t)((j * n_head_kv + g) * dv) * esize;
+                for (int64_t h = hs; h < he; h++)
+                    axpy(out + (t * n_head + h) * dv, scratch[(h - hs) * n_pos + j - lo], vr, dv);
+            }
         }
     }
     return QI_OK;
+}
+
+/* The same attention with heads split over the thread pool: a generation
+ * step's attention is too small to pay for Python threads (tens of us per
+ * hand-off) but not for the pool's spinning workers. scratch holds
+ * n_threads * (n_head / n_head_kv) * (pos0 + n_tok) floats: each thread's
+ * share of qi_attention_f32's scratch. */
+typedef struct {
+    const float *q;
+    const void *k, *v;
+    float *out, *scratch;
+    int64_t n_tok, n_head, n_head_kv, d, dv, pos0, window;
+    int kv_f16;
+    atomic_int rc;
+} attn_job;
+
+static void attn_task(void *p, int ith, int nth) {
+    attn_job *j = p;
+    const int64_t h0 = j->n_head * ith / nth, h1 = j->n_head * (ith + 1) / nth;
+    if (h0 == h1) return;
+    const int rc = qi_attention_f32(j->q, j->k, j->v, j->out, j->scratch + (size_t)ith * (size_t)(j->n_head / j->n_head_kv * (j->pos0 + j->n_tok)),
+                                    j->n_tok, j->n_head, j->n_head_kv, j->d, j->dv, j->pos0, j->window, h0, h1,
+                                    j->kv_f16);
+    if (rc != QI_OK) atomic_store(&j->rc, rc);
+}
+
+int qi_attention_mt_f32(const float *q, const void *k, const void *v, float *out, float *scratch,
+                        int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t d, int64_t dv,
+                        int64_t pos0, int64_t window, int kv_f16, int n_threads) {
+    if (n_tok < 0 || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv || n_threads < 1) return QI_EINVAL;
+    attn_job j = {q, k, v, out, scratch, n_tok, n_head, n_head_kv, d, dv, pos0, window, kv_f16, 0};
+    atomic_init(&j.rc, QI_OK);
+    const int nth = n_threads < n_head ? n_threads : (int)n_head;
+    if (nth > 1) qi_pool_run(attn_task, &j, nth);
+    else attn_task(&j, 0, 1);
+    return atomic_load(&j.rc);
 }

@@ -25,13 +25,23 @@ class Forward:
         self.be = backend
         self.ops = get_ops(backend)
         self.n_threads = n_threads
+        self._bound = {}     # id(Matrix) -> x @ W.T, from the backend's bind_matmul
 
     # -- building blocks ---------------------------------------------------------
 
     def linear(self, m, x):
         """x @ W.T for a weight matrix m (quantized rows), x float32 [n, n_in]."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return self.be.matmul(m.qtype, m.data, x, n_threads=self.n_threads)
+        fn = self._bound.get(id(m))
+        if fn is None:
+            fn = self._bound[id(m)] = self._bind(m)
+        return fn(x)
+
+    def _bind(self, m):
+        bind = getattr(self.be, "bind_matmul", None)
+        if bind is not None:
+            return bind(m.qtype, m.data, m.n_in, n_threads=self.n_threads)
+        return lambda x: self.be.matmul(m.qtype, m.data, np.ascontiguousarray(x, dtype=np.float32),
+                                        n_threads=self.n_threads)
 
     def embed(self, ids):
         m = self.w.token_embd

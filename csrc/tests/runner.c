@@ -8,7 +8,9 @@
  *     quantizers (qi_act_quantize): identical bytes;
  *   - matmul (qi_matmul) for every weight type it accepts: within
  *     1e-4 * max|y| per output (see check_matmul), and bit-identical across
- *     thread counts.
+ *     thread counts;
+ *   - attention (qi_attention_mt_f32) over f16 and f32 caches: within
+ *     1e-5 * max|out|, bit-identical across thread counts.
  * Functions are discovered from the headers in csrc/api/ by build.sh (discovered.h); the
  * weight types of the matmul are discovered by asking qi_act_row_bytes.
  * Exit status 0 = all passed; one line per failure on stderr. */
@@ -339,6 +341,51 @@ static void check_matmul(int type, int level) {
     free(w);
 }
 
+/* Attention over an f16 and an f32 cache, grouped heads (4 query heads per KV
+ * head), odd head sizes (SIMD tails), with and without a sliding window: the
+ * SIMD level within 1e-5 * max|out| of scalar (float dot products in another
+ * order feed exp; the outputs are weighted means of V rows), and bit-identical
+ * for 1 and 3 threads (threads split heads, not sums). */
+static void check_attention(int level) {
+    const int64_t n_tok = 3, n_head = 8, n_kv_head = 2, d = 67, dv = 45, pos0 = 20, n_ctx = pos0 + n_tok;
+    float *q = malloc((size_t)(n_tok * n_head * d) * 4);
+    float *kf = malloc((size_t)(n_ctx * n_kv_head * d) * 4), *vf = malloc((size_t)(n_ctx * n_kv_head * dv) * 4);
+    uint16_t *kh = malloc((size_t)(n_ctx * n_kv_head * d) * 2), *vh = malloc((size_t)(n_ctx * n_kv_head * dv) * 2);
+    float *scratch = malloc((size_t)(3 * (n_head / n_kv_head) * n_ctx) * 4);
+    float *ys = malloc((size_t)(n_tok * n_head * dv) * 4), *yv = malloc((size_t)(n_tok * n_head * dv) * 4);
+    float *y3 = malloc((size_t)(n_tok * n_head * dv) * 4);
+    fill_floats(q, n_tok * n_head * d, 32);
+    fill_floats(kf, n_ctx * n_kv_head * d, 32);
+    fill_floats(vf, n_ctx * n_kv_head * dv, 32);
+    for (int64_t i = 0; i < n_ctx * n_kv_head * d; i++) kh[i] = qi_fp32_to_fp16(kf[i]);
+    for (int64_t i = 0; i < n_ctx * n_kv_head * dv; i++) vh[i] = qi_fp32_to_fp16(vf[i]);
+    for (int f16 = 0; f16 <= 1; f16++) {
+        for (int64_t window = 0; window <= 9; window += 9) {
+            const void *k = f16 ? (const void *)kh : (const void *)kf, *v = f16 ? (const void *)vh : (const void *)vf;
+            qi_set_simd_level(0);
+            int r0 = qi_attention_mt_f32(q, k, v, ys, scratch, n_tok, n_head, n_kv_head, d, dv, pos0, window, f16, 1);
+            qi_set_simd_level(level);
+            int r1 = qi_attention_mt_f32(q, k, v, yv, scratch, n_tok, n_head, n_kv_head, d, dv, pos0, window, f16, 1);
+            int r2 = qi_attention_mt_f32(q, k, v, y3, scratch, n_tok, n_head, n_kv_head, d, dv, pos0, window, f16, 3);
+            if (r0 || r1 || r2) { FAIL("qi_attention_mt_f32 returned %d/%d/%d", r0, r1, r2); continue; }
+            float ymax = 0.f;
+            for (int64_t i = 0; i < n_tok * n_head * dv; i++) ymax = fabsf(ys[i]) > ymax ? fabsf(ys[i]) : ymax;
+            for (int64_t i = 0; i < n_tok * n_head * dv; i++) {
+                if (!(fabsf(ys[i] - yv[i]) <= 1e-5f * ymax)) {
+                    FAIL("attention f16=%d window=%lld: %s out[%lld] = %g, scalar %g", f16, (long long)window,
+                         level_name(level), (long long)i, yv[i], ys[i]);
+                    break;
+                }
+            }
+            if (memcmp(yv, y3, (size_t)(n_tok * n_head * dv) * 4) != 0)
+                FAIL("attention f16=%d window=%lld: 3 threads differ from 1", f16, (long long)window);
+        }
+    }
+    if (qi_attention_mt_f32(q, kf, vf, ys, scratch, n_tok, 6, 4, d, dv, pos0, 0, 0, 1) >= 0)
+        FAIL("qi_attention_mt_f32 accepted 6 heads over 4 KV heads");
+    free(q); free(kf); free(vf); free(kh); free(vh); free(scratch); free(ys); free(yv); free(y3);
+}
+
 /* Wrong arguments are refused, not computed. */
 static void check_matmul_errors(void) {
     float x[64] = {0}, y[4];
@@ -371,6 +418,8 @@ int main(void) {
             check_matmul(type, level);
             n_checked += 2;
         }
+        check_attention(level);
+        n_checked++;
         printf("%s: %d functions checked against scalar\n", level_name(level), n_checked);
         n_checked = 0;
     }

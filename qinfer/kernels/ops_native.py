@@ -1,11 +1,9 @@
 """C implementation of qinfer.kernels.ops (csrc/ops_*.c; semantics in ops.py).
 
-cffi releases the GIL during each call, so attention splits its query heads
-over a few Python threads when there is enough work to pay for them.
+cffi releases the GIL during each call; attention splits its query heads over
+the C thread pool (the one matmul uses) when there is enough work to pay for it.
 """
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -13,19 +11,9 @@ from qinfer._native import lib  # noqa: E402  (ImportError = not built)
 
 from .native_backend import check, ptr
 
-# Below this many multiply-adds a thread hand-off costs more than it saves.
-_PARALLEL_MIN_WORK = 1 << 20
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _executor():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="qinfer-attn")
-        return _pool
+# Below this many multiply-adds (~20 us) waking the pool's workers (a few us)
+# costs more than it saves.
+_PARALLEL_MIN_WORK = 1 << 16
 
 
 def _out(out, shape):
@@ -84,19 +72,10 @@ class NativeOps:
         out = _out(out, (n, n_head, dv))
         n_kv = pos0 + n
         work = n * n_head * n_kv * (d + dv)
-        parts = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
-        scratch = np.empty((parts, n_kv), dtype=np.float32)
-        bounds = np.linspace(0, n_head, parts + 1).astype(int)
-
-        def run(i):
-            check(lib.qi_attention_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
-                                       ptr(v_cache, "const void *"), ptr(out, "float *"),
-                                       ptr(scratch[i], "float *"), n, n_head, n_kv_head, d, dv,
-                                       int(pos0), int(window), int(bounds[i]), int(bounds[i + 1]), f16),
-                  "attention")
-
-        if parts == 1:
-            run(0)
-        else:
-            list(_executor().map(run, range(parts)))
+        threads = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
+        scratch = np.empty((threads, n_head // n_kv_head * n_kv), dtype=np.float32)
+        check(lib.qi_attention_mt_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
+                                      ptr(v_cache, "const void *"), ptr(out, "float *"),
+                                      ptr(scratch, "float *"), n, n_head, n_kv_head, d, dv,
+                                      int(pos0), int(window), f16, threads), "attention")
         return out
