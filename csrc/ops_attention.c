@@ -18,6 +18,7 @@
 
 #include "qinfer.h"
 #include "threadpool.h"
+#include "vec_exp.h"
 
 typedef float (*dot_fn)(const float *a, const void *b, int64_t n);
 typedef void (*axpy_fn)(float *y, float a, const void *x, int64_t n);
@@ -191,11 +192,9 @@ int qi_attention_f32(const float *q, const void *k, const void *v, float *out, f
             for (int64_t h = hs; h < he; h++) {
                 float *sc = scratch + (h - hs) * n_pos, mx = -INFINITY;
                 for (int64_t j = 0; j < n_pos; j++) mx = sc[j] > mx ? sc[j] : mx;
+                qi_vec_exp_shifted(sc, n_pos, mx);
                 double sum = 0.0;
-                for (int64_t j = 0; j < n_pos; j++) {
-                    sc[j] = expf(sc[j] - mx);
-                    sum += sc[j];
-                }
+                for (int64_t j = 0; j < n_pos; j++) sum += sc[j];
                 const float inv = (float)(1.0 / sum);
                 for (int64_t j = 0; j < n_pos; j++) sc[j] *= inv;
                 memset(out + (t * n_head + h) * dv, 0, (size_t)dv * sizeof(float));

@@ -10,7 +10,8 @@
  *     1e-4 * max|y| per output (see check_matmul), and bit-identical across
  *     thread counts;
  *   - attention (qi_attention_mt_f32) over f16 and f32 caches: within
- *     1e-5 * max|out|, bit-identical across thread counts.
+ *     1e-5 * max|out|, bit-identical across thread counts; the SiLU gate
+ *     (vectorised exp) within 4e-7 relative.
  * Functions are discovered from the headers in csrc/api/ by build.sh (discovered.h); the
  * weight types of the matmul are discovered by asking qi_act_row_bytes.
  * Exit status 0 = all passed; one line per failure on stderr. */
@@ -341,6 +342,28 @@ static void check_matmul(int type, int level) {
     free(w);
 }
 
+/* SiLU gate (vectorised exp): within 4e-7 relative + 1e-30 absolute of
+ * scalar libm expf (2 ulp of exp, then a division and a product), over the
+ * whole float range the clamp covers and beyond (|g| up to 120). */
+static void check_silu(int level) {
+    enum { N = 1003 };
+    float g[N], u[N], ys[N], yv[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (i % 7 == 0) ? 240.f * (rnd_unit() - 0.5f) : 12.f * rnd_normal();
+        u[i] = rnd_normal();
+    }
+    qi_set_simd_level(0);
+    int r0 = qi_silu_mul_f32(g, u, ys, N);
+    qi_set_simd_level(level);
+    int r1 = qi_silu_mul_f32(g, u, yv, N);
+    if (r0 || r1) { FAIL("qi_silu_mul_f32 returned %d/%d", r0, r1); return; }
+    for (int i = 0; i < N; i++)
+        if (!(fabsf(yv[i] - ys[i]) <= 4e-7f * fabsf(ys[i]) + 1e-30f)) {
+            FAIL("silu_mul: %s out[%d] = %.9g, scalar %.9g (g = %g)", level_name(level), i, yv[i], ys[i], g[i]);
+            return;
+        }
+}
+
 /* Attention over an f16 and an f32 cache, grouped heads (4 query heads per KV
  * head), odd head sizes (SIMD tails), with and without a sliding window: the
  * SIMD level within 1e-5 * max|out| of scalar (float dot products in another
@@ -419,7 +442,8 @@ int main(void) {
             n_checked += 2;
         }
         check_attention(level);
-        n_checked++;
+        check_silu(level);
+        n_checked += 2;
         printf("%s: %d functions checked against scalar\n", level_name(level), n_checked);
         n_checked = 0;
     }
