@@ -374,7 +374,7 @@ static void check_attention(int level) {
     float *q = malloc((size_t)(n_tok * n_head * d) * 4);
     float *kf = malloc((size_t)(n_ctx * n_kv_head * d) * 4), *vf = malloc((size_t)(n_ctx * n_kv_head * dv) * 4);
     uint16_t *kh = malloc((size_t)(n_ctx * n_kv_head * d) * 2), *vh = malloc((size_t)(n_ctx * n_kv_head * dv) * 2);
-    float *scratch = malloc((size_t)(3 * (n_head / n_kv_head) * n_ctx) * 4);
+    float *scratch = malloc((size_t)(3 * 4 * n_ctx) * 4);   /* 3 threads x QI_ATTN_QB rows */
     float *ys = malloc((size_t)(n_tok * n_head * dv) * 4), *yv = malloc((size_t)(n_tok * n_head * dv) * 4);
     float *y3 = malloc((size_t)(n_tok * n_head * dv) * 4);
     fill_floats(q, n_tok * n_head * d, 32);

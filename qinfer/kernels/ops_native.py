@@ -73,7 +73,7 @@ class NativeOps:
         n_kv = pos0 + n
         work = n * n_head * n_kv * (d + dv)
         threads = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
-        scratch = np.empty((threads, n_head // n_kv_head * n_kv), dtype=np.float32)
+        scratch = np.empty((threads, 4 * n_kv), dtype=np.float32)  # QI_ATTN_QB score rows per thread
         check(lib.qi_attention_mt_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
                                       ptr(v_cache, "const void *"), ptr(out, "float *"),
                                       ptr(scratch, "float *"), n, n_head, n_kv_head, d, dv,
