@@ -4,6 +4,7 @@ cffi releases the GIL during each call; attention splits its query heads over
 the C thread pool (the one matmul uses) when there is enough work to pay for it.
 """
 import os
+import threading
 
 import numpy as np
 
@@ -42,9 +43,25 @@ class NativeOps:
             raise ValueError("rope works in place on a contiguous float32 array")
         pos = np.ascontiguousarray(pos, dtype=np.int32)
         n, h, d = x.shape
-        check(lib.qi_rope_norm_f32(ptr(x, "float *"), ptr(pos, "const int32_t *"), n, h, d, float(base)),
-              "rope")
+        check(lib.qi_rope_apply_f32(ptr(x, "float *"), ptr(self._rope_table(pos, d, base), "const double *"),
+                                    n, h, d), "rope")
         return x
+
+    _tables = threading.local()
+
+    def _rope_table(self, pos, d, base):
+        """cos/sin of the angles at pos, kept for the next call: a forward pass
+        rotates Q and K of every layer at the same positions (one table per
+        thread, as models may run in several)."""
+        key = (pos.tobytes(), d, float(base))
+        last = getattr(self._tables, "last", None)
+        if last is not None and last[0] == key:
+            return last[1]
+        cs = np.empty(len(pos) * d, dtype=np.float64)
+        check(lib.qi_rope_table(ptr(pos, "const int32_t *"), len(pos), d, float(base), ptr(cs, "double *")),
+              "rope")
+        self._tables.last = (key, cs)
+        return cs
 
     def softmax(self, x, out=None):
         x = _f32(x)
