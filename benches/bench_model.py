@@ -210,28 +210,39 @@ def bytes_per_token(path):
 TG_PROMPT = 16
 
 
-def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
-    import qinfer
-
-    m = qinfer.load(path, n_ctx=max(pp, TG_PROMPT) + tg + 1, n_threads=threads, backend=backend)
+def time_runtime(reset, eval_tokens, n_vocab, pp, tg, reps):
+    """Best-of-reps pp and tg tokens/s. A short prompt and one generated token
+    first warm up (JIT compilation, page faults of the mapped file); a full
+    warm-up prompt would add a minute per run at the 7B shape."""
     rng = np.random.default_rng(0)
+    reset()
+    eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))
+    eval_tokens(rng.integers(0, n_vocab, 1))
     res = {}
     best = float("inf")
-    for _ in range(reps + 1):  # the first run warms up (JIT, page faults)
-        m.reset()
+    for _ in range(reps):
+        reset()
         t = time.perf_counter()
-        m.eval(rng.integers(0, m.n_vocab, pp), last_only=True)
+        eval_tokens(rng.integers(0, n_vocab, pp))
         best = min(best, time.perf_counter() - t)
     res["pp"] = pp / best
     best = float("inf")
     for _ in range(reps):
-        m.reset()
-        m.eval(rng.integers(0, m.n_vocab, TG_PROMPT), last_only=True)  # untimed short prompt
+        reset()
+        eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))  # untimed short prompt
         t = time.perf_counter()
-        for tok in rng.integers(0, m.n_vocab, tg):
-            m.eval([int(tok)], last_only=True)
+        for tok in rng.integers(0, n_vocab, tg):
+            eval_tokens([int(tok)])
         best = min(best, time.perf_counter() - t)
     res["tg"] = tg / best
+    return res
+
+
+def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
+    import qinfer
+
+    m = qinfer.load(path, n_ctx=max(pp, TG_PROMPT) + tg + 1, n_threads=threads, backend=backend)
+    res = time_runtime(m.reset, lambda ids: m.eval(ids, last_only=True), m.n_vocab, pp, tg, reps)
     res["backend"] = m.backend.name
     return res
 
@@ -241,25 +252,7 @@ def time_llamacpp(path, threads, pp, tg, reps=2):
 
     llm = llama_cpp.Llama(str(path), n_ctx=max(pp, TG_PROMPT) + tg + 1, n_batch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
-    rng = np.random.default_rng(0)
-    res = {}
-    best = float("inf")
-    for _ in range(reps + 1):
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval([int(x) for x in rng.integers(0, llm.n_vocab(), pp)])
-        best = min(best, time.perf_counter() - t)
-    res["pp"] = pp / best
-    best = float("inf")
-    for _ in range(reps):
-        llm.reset()
-        llm.eval([int(x) for x in rng.integers(0, llm.n_vocab(), TG_PROMPT)])  # untimed short prompt
-        t = time.perf_counter()
-        for tok in rng.integers(0, llm.n_vocab(), tg):
-            llm.eval([int(tok)])
-        best = min(best, time.perf_counter() - t)
-    res["tg"] = tg / best
-    return res
+    return time_runtime(llm.reset, lambda ids: llm.eval([int(x) for x in ids]), llm.n_vocab(), pp, tg, reps)
 
 
 def main(argv=None):
@@ -276,7 +269,7 @@ def main(argv=None):
     ap.add_argument("--random-quant", action="store_true",
                     help="write each file type's blocks at random instead of quantizing an F16 file "
                          "with llama.cpp (for shapes too big for that, e.g. mistral-7b)")
-    ap.add_argument("--reps", type=int, default=2, help="timed repetitions (best kept), after one warm-up")
+    ap.add_argument("--reps", type=int, default=2, help="timed repetitions (best kept), after a short warm-up")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     f16 = os.path.join(args.dir, f"{args.shape}-F16.gguf")
