@@ -24,6 +24,8 @@ class Forward:
         self.hp, self.w, self.cache = hp, weights, cache
         self.be = backend
         self.ops = get_ops(backend)
+        if n_threads and hasattr(self.ops, "with_threads"):
+            self.ops = self.ops.with_threads(n_threads)
         self.n_threads = n_threads
         self._bound = {}     # id(Matrix) -> x @ W.T, from the backend's bind_matmul
 

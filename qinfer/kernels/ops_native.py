@@ -31,11 +31,15 @@ class NativeOps:
     def __init__(self, n_threads=None):
         self.n_threads = n_threads or os.cpu_count() or 1
 
+    def with_threads(self, n_threads):
+        """These ops on at most n_threads threads (a model's own thread count)."""
+        return NativeOps(n_threads)
+
     def rms_norm(self, x, w, eps, out=None):
         x, w = _f32(x), _f32(w)
         out = _out(out, x.shape)
-        check(lib.qi_rms_norm_f32(ptr(x, "const float *"), ptr(w, "const float *"), ptr(out, "float *"),
-                                  x.shape[0], x.shape[1], float(eps)), "rms_norm")
+        check(lib.qi_rms_norm_mt_f32(ptr(x, "const float *"), ptr(w, "const float *"), ptr(out, "float *"),
+                                     x.shape[0], x.shape[1], float(eps), self.n_threads), "rms_norm")
         return out
 
     def rope(self, x, pos, base):
@@ -73,8 +77,8 @@ class NativeOps:
     def silu_mul(self, gate, up, out=None):
         gate, up = _f32(gate), _f32(up)
         out = _out(out, gate.shape)
-        check(lib.qi_silu_mul_f32(ptr(gate, "const float *"), ptr(up, "const float *"), ptr(out, "float *"),
-                                  gate.size), "silu_mul")
+        check(lib.qi_silu_mul_mt_f32(ptr(gate, "const float *"), ptr(up, "const float *"), ptr(out, "float *"),
+                                     gate.size, self.n_threads), "silu_mul")
         return out
 
     def attention(self, q, k_cache, v_cache, pos0, window=0, out=None, n_threads=None):
