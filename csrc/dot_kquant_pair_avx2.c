@@ -18,9 +18,13 @@
  *     and multiply-adds) once per pair of rows: one vector op serves both;
  *   - keeps 4 int32 sums for 2 rows x 4 activation rows, leaving registers
  *     for the codes, the scale and the activations.
- * Measured with L1-resident data, ns per super-block x row x activation row,
- * 4 activation rows: Q4_K 4.5 -> 3.9, Q5_K 4.9 -> 4.5 (1 row: 7.7 -> 7.0).
- * The 16-weight-group types gain nothing this way (dot_kquant_avx2.c).
+ * Measured with L1-resident data, ns per super-block x weight row x
+ * activation row, against the one-row kernel: 4 activation rows Q4_K 4.4 ->
+ * 3.9, Q5_K 4.9 -> 4.5; one activation row Q4_K 6.9 -> 6.4-6.9. The
+ * 16-weight-group types gain nothing this way (dot_kquant_avx2.c). Tried for
+ * one activation row: a one-row kernel with the pair's bits (lanes j and j+4
+ * added at the end of each super-block): 7% slower than the pair (the fold),
+ * so the pair serves every tile.
  *
  * Sums are int32 over the super-block (|sum| <= 64 * 31*127*63 < 2^31). The
  * offsets sum_g mn[g]*bsums are two madds with the activation row's bsums,
