@@ -1,13 +1,14 @@
-/* AVX2 dot kernels of Q4_K and Q5_K (decomposition in dot_kquant.c): two
- * weight rows per pass, one in each 128-bit lane.
+/* AVX2 dot kernels of Q4_K and Q5_K (decomposition in dot_kquant.c): for
+ * Q4_K two weight rows per pass, one in each 128-bit lane; Q5_K one row per
+ * pass (kq_row below, why there).
  *
  * A super-block is taken 32 codes (one "chunk", one 32-weight scale) at a
  * time. A vector holds one half of a chunk (16 codes) of row 0 in its low
  * lane and the same half of row 1 in its high lane, unpacked from the packed
  * bits straight into the register. The matching 16 activations are broadcast
  * to both lanes, so per activation row and chunk
- *     maddubs(u_h, q_h)    u8 x s8 -> int16 pair sums, h = 0, 1 (<= 2*31*127)
- *     add                  both halves in int16 (<= 15748 < 2^15: exact)
+ *     maddubs(u_h, q_h)    u8 x s8 -> int16 pair sums, h = 0, 1 (<= 2*15*127)
+ *     add                  both halves in int16 (<= 7620 < 2^15: exact)
  *     madd(., scale)       -> int32, scale = (sc0[k] x8 | sc1[k] x8)
  * and every int32 lane stays with its own weight row until the row ends.
  * Against one row per vector (dot_kquant_avx2.c, where a vector is a whole
@@ -18,15 +19,17 @@
  *     and multiply-adds) once per pair of rows: one vector op serves both;
  *   - keeps 4 int32 sums for 2 rows x 4 activation rows, leaving registers
  *     for the codes, the scale and the activations.
- * Measured with L1-resident data, ns per super-block x weight row x
- * activation row, against the one-row kernel: 4 activation rows Q4_K 4.4 ->
- * 3.9, Q5_K 4.9 -> 4.5; one activation row Q4_K 6.9 -> 6.4-6.9. The
- * 16-weight-group types gain nothing this way (dot_kquant_avx2.c). Tried for
- * one activation row: a one-row kernel with the pair's bits (lanes j and j+4
- * added at the end of each super-block): 7% slower than the pair (the fold),
- * so the pair serves every tile.
+ * Measured against the one-row kernel with L1-resident data, ns per
+ * super-block x weight row x activation row: 4 activation rows 4.4 -> 3.9,
+ * one activation row 6.9 -> 6.4-6.9; with the weights in L3 (one token,
+ * best of 20) 5632 x 2048 0.35 -> 0.34 ms, but 4096 x 4096 0.48 -> 0.52 ms
+ * and 2048 x 5632 0.31 -> 0.33 ms. Tried for one activation row: a one-row
+ * kernel with the pair's bits (lanes j and j+4 added at the end of each
+ * super-block): as slow there (0.52 ms) and 7% slower in L1 (the fold), so
+ * the pair serves every tile. The 16-weight-group types gain nothing this
+ * way (dot_kquant_avx2.c).
  *
- * Sums are int32 over the super-block (|sum| <= 64 * 31*127*63 < 2^31). The
+ * Sums are int32 over the super-block (|sum| <= 64 * 15*127*63 < 2^31). The
  * offsets sum_g mn[g]*bsums are two madds with the activation row's bsums,
  * subtracted in float with the super-block's dmin.
  *
@@ -59,24 +62,17 @@ QI_TARGET_AVX2 static inline __m256i shr_mask(__m256i v, int n, int mask) {
  * and b1 (high lane), layouts as in qi_kq_codes_scalar: the byte of element
  * 32k+l sits at a fixed offset + l, so a half is the same formula on the
  * bytes 16h further. */
-QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i half_codes(int ty, const uint8_t *b0,
-                                                                                const uint8_t *b1, int k, int h) {
-    const int qs = ty == 12 ? 16 : 48, o = 16 * h;
-    __m256i c = shr_mask(load_pair(b0 + qs + 32 * (k / 2) + o, b1 + qs + 32 * (k / 2) + o), 4 * (k % 2), 15);
-    if (ty == 13) {
-        /* Q5_K: bit k of qh[l] is the fifth bit of element 32k+l */
-        const __m256i qh = load_pair(b0 + 16 + o, b1 + 16 + o);
-        const __m256i bit = k >= 4 ? shr_mask(qh, k - 4, 16)
-                                   : _mm256_and_si256(_mm256_slli_epi16(qh, 4 - k), _mm256_set1_epi8(16));
-        c = _mm256_or_si256(c, bit);
-    }
-    return c;
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i half_codes(const uint8_t *b0, const uint8_t *b1,
+                                                                                int k, int h) {
+    const int at = 16 + 32 * (k / 2) + 16 * h;   /* Q4_K's qs start at byte 16 */
+    return shr_mask(load_pair(b0 + at, b1 + at), 4 * (k % 2), 15);
 }
 
 /* Shuffle patterns (0x80 = zero byte), the same in both lanes, on the scale
  * bytes sc[0..3], mn[0..3], sc[4..7], mn[4..7] of each lane's row:
  * PICK_SCALE[k]: sc[k] zero-extended to all 8 int16 of the lane;
- * PICK_MINS[h]: the offsets of the 16-groups 8h..8h+7, mn[g/2], as int16. */
+ * PICK_MINS[h]: the offsets of the 16-groups 8h..8h+7, mn[g/2], as int16
+ *   (both lanes); PICK_MINS_ROW: groups 0..7 in the low lane, 8..15 high. */
 #define Z 0x80
 #define SAME(j) j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z, j, Z
 static const uint8_t PICK_SCALE[8][32] __attribute__((aligned(32))) = {
@@ -87,6 +83,7 @@ static const uint8_t PICK_SCALE[8][32] __attribute__((aligned(32))) = {
 static const uint8_t PICK_MINS[2][32] __attribute__((aligned(32))) = {
     {MINS(4), MINS(4)}, {MINS(12), MINS(12)},
 };
+static const uint8_t PICK_MINS_ROW[32] __attribute__((aligned(32))) = {MINS(4), MINS(12)};
 #undef MINS
 #undef Z
 
@@ -142,7 +139,7 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_pair(int ty,
         for (int t = 0; t < NA; t++) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) {
-            const __m256i u0 = half_codes(ty, b0, b1, k, 0), u1 = half_codes(ty, b0, b1, k, 1);
+            const __m256i u0 = half_codes(b0, b1, k, 0), u1 = half_codes(b0, b1, k, 1);
             const __m256i scale = pick(src, PICK_SCALE[k]);
             for (int t = 0; t < NA; t++) {
                 const uint8_t *q = a + t * as + i * QI_Q8K_BYTES + QI_Q8K_QS + 32 * k;
@@ -173,6 +170,59 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_pair(int ty,
     for (int t = 0; t < NA; t++) {
         s0[t] = hsum4(_mm256_castps256_ps128(acc[t]));
         s1[t] = hsum4(_mm256_extractf128_ps(acc[t], 1));
+    }
+}
+
+/* Q5_K: one row per pass, a whole chunk per vector (int32 lane j sums the
+ * elements 32k+4j..32k+4j+3 and 16 further on in the high lane), 8 float
+ * lanes. The pair kernel works for Q5_K too (4 activation rows: 4.9 -> 4.5
+ * ns per super-block x row x activation row, 64 tokens 95-97 -> 98-103
+ * GFLOP/s at 5632 x 2048), but one token at 4096 x 4096 fell to 18-50
+ * GFLOP/s against 40-54 in 8 runs (half speed in 4 of them; Q4_K's pair
+ * kernel lost 5% there), so Q5_K stays a row at a time. */
+QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_row(int ty, int NA, int64_t nb, const uint8_t *w,
+                                                                        const uint8_t *a, size_t as, float *s) {
+    __m256 acc[QI_TILE];
+    for (int t = 0; t < NA; t++) acc[t] = _mm256_setzero_ps();
+    const int bb = qi_kq_block_bytes(ty), qs = ty == 12 ? 16 : 48;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *b = w + i * bb;
+        const __m256i src = _mm256_broadcastsi128_si256(scale_bytes(b));
+        __m256i isum[QI_TILE];
+        for (int t = 0; t < NA; t++) isum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            __m256i u = shr_mask(_mm256_loadu_si256((const __m256i *)(b + qs + 32 * (k / 2))), 4 * (k % 2), 15);
+            if (ty == 13) {
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+                u = _mm256_or_si256(u, k >= 4 ? shr_mask(qh, k - 4, 16)
+                                              : _mm256_and_si256(_mm256_slli_epi16(qh, 4 - k), _mm256_set1_epi8(16)));
+            }
+            const __m256i scale = pick(src, PICK_SCALE[k]);
+            for (int t = 0; t < NA; t++) {
+                const uint8_t *q = a + t * as + i * QI_Q8K_BYTES + QI_Q8K_QS + 32 * k;
+                const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)q));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scale));
+                keep_in_register(&isum[t]);
+            }
+        }
+        /* d and dmin by one conversion */
+        uint32_t d2;
+        memcpy(&d2, b, 4);
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
+        const __m256 dw = _mm256_broadcastss_ps(dd), dmw = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+        const __m256i mn = pick(src, PICK_MINS_ROW);
+        for (int t = 0; t < NA; t++) {
+            const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
+            const __m256 m = _mm256_cvtepi32_ps(
+                _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)(ab + QI_Q8K_BSUMS))));
+            const __m256 v = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dmw, m));
+            acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss((const float *)ab), v, acc[t]);
+        }
+    }
+    for (int t = 0; t < NA; t++) {
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
+        s[t] = hsum4(h);
     }
 }
 
@@ -211,6 +261,13 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty,
         kq_pair_na(ty, nb, w, w, a, as, na, s, unused);                                                    \
     }
 KQ_PAIR_AVX2(qi_dot_q4_k, 12)
-KQ_PAIR_AVX2(qi_dot_q5_k, 13)
+QI_TARGET_AVX2 void qi_dot_q5_k_avx2(int64_t nb, const uint8_t *w, const uint8_t *a, size_t as, int na, float *s) {
+    switch (na) {
+    case 1: kq_row(13, 1, nb, w, a, as, s); break;
+    case 2: kq_row(13, 2, nb, w, a, as, s); break;
+    case 3: kq_row(13, 3, nb, w, a, as, s); break;
+    default: kq_row(13, 4, nb, w, a, as, s); break;
+    }
+}
 
 #endif
