@@ -173,17 +173,28 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_pair(int ty,
     }
 }
 
-/* Q5_K: one row per pass, a whole chunk per vector (int32 lane j sums the
- * elements 32k+4j..32k+4j+3 and 16 further on in the high lane), 8 float
- * lanes. The pair kernel works for Q5_K too (4 activation rows: 4.9 -> 4.5
- * ns per super-block x row x activation row, 64 tokens 95-97 -> 98-103
- * GFLOP/s at 5632 x 2048), but one token at 4096 x 4096 fell to 18-50
- * GFLOP/s against 40-54 in 8 runs (half speed in 4 of them; Q4_K's pair
- * kernel lost 5% there), so Q5_K stays a row at a time. */
+/* One row per pass, a whole chunk per vector: int32 lane j sums the
+ * elements 32k+4j..32k+4j+3, lane j+4 the elements 16 further on.
+ *   Q4_K, one activation row: lanes j and j+4 are added at the end of each
+ *     super-block, which gives kq_pair's lane j integer exactly (integer
+ *     sums do not depend on the order), and the float steps are kq_pair's
+ *     on 4 lanes: the same bits as the pair kernel. The pair reads two rows
+ *     at once, and with the weights in DRAM that cost a quarter of the
+ *     generation speed (Q4_K_M 1B, 1 thread: 14.1-14.7 -> 10.5-11.0 tokens
+ *     per CPU-second; this kernel 14.8-15.5).
+ *   Q5_K, every tile, 8 float lanes. The pair kernel works for Q5_K too (4
+ *     activation rows: 4.9 -> 4.5 ns per super-block x row x activation row),
+ *     but one token at 4096 x 4096 fell to 18-50 GFLOP/s against 40-54 in 8
+ *     runs (half speed in 4 of them), so Q5_K stays a row at a time. */
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_row(int ty, int NA, int64_t nb, const uint8_t *w,
                                                                         const uint8_t *a, size_t as, float *s) {
+    const int pair_bits = ty == 12;   /* kq_pair's 4-lane arithmetic */
     __m256 acc[QI_TILE];
-    for (int t = 0; t < NA; t++) acc[t] = _mm256_setzero_ps();
+    __m128 acc4[QI_TILE];
+    for (int t = 0; t < NA; t++) {
+        acc[t] = _mm256_setzero_ps();
+        acc4[t] = _mm_setzero_ps();
+    }
     const int bb = qi_kq_block_bytes(ty), qs = ty == 12 ? 16 : 48;
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = w + i * bb;
@@ -214,16 +225,22 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_row(int ty, 
         const __m256i mn = pick(src, PICK_MINS_ROW);
         for (int t = 0; t < NA; t++) {
             const uint8_t *ab = a + t * as + i * QI_Q8K_BYTES;
-            const __m256 m = _mm256_cvtepi32_ps(
-                _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)(ab + QI_Q8K_BSUMS))));
-            const __m256 v = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dmw, m));
-            acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss((const float *)ab), v, acc[t]);
+            const __m256i m = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)(ab + QI_Q8K_BSUMS)));
+            if (pair_bits) {
+                const __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+                const __m128i is4 = _mm_add_epi32(_mm256_castsi256_si128(isum[t]), _mm256_extracti128_si256(isum[t], 1));
+                const __m128 v = _mm_fmsub_ps(_mm256_castps256_ps128(dw), _mm_cvtepi32_ps(is4),
+                                              _mm_mul_ps(_mm256_castps256_ps128(dmw), _mm_cvtepi32_ps(m4)));
+                acc4[t] = _mm_fmadd_ps(_mm_broadcast_ss((const float *)ab), v, acc4[t]);
+            } else {
+                const __m256 v = _mm256_fmsub_ps(dw, _mm256_cvtepi32_ps(isum[t]),
+                                                 _mm256_mul_ps(dmw, _mm256_cvtepi32_ps(m)));
+                acc[t] = _mm256_fmadd_ps(_mm256_broadcast_ss((const float *)ab), v, acc[t]);
+            }
         }
     }
-    for (int t = 0; t < NA; t++) {
-        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1));
-        s[t] = hsum4(h);
-    }
+    for (int t = 0; t < NA; t++)
+        s[t] = hsum4(pair_bits ? acc4[t] : _mm_add_ps(_mm256_castps256_ps128(acc[t]), _mm256_extractf128_ps(acc[t], 1)));
 }
 
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_pair_na(int ty, int64_t nb, const uint8_t *w0,
@@ -237,11 +254,16 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_pair_na(int 
     }
 }
 
-/* qi_dot_rows_fn: weight rows in pairs; an odd last row is paired with
- * itself (same bits as in any other pair, see the file comment). */
+/* qi_dot_rows_fn: weight rows in pairs, an odd last row paired with itself
+ * (same bits as in any other pair, see the file comment); one activation
+ * row: row by row (kq_row, the same bits again). */
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty, int64_t nb, const uint8_t *w, size_t ws,
                                                                          int nw, const uint8_t *a, size_t as, int na,
                                                                          float *s) {
+    if (na == 1) {
+        for (int r = 0; r < nw; r++) kq_row(ty, 1, nb, w + (size_t)r * ws, a, as, s + r * QI_TILE);
+        return;
+    }
     float unused[QI_TILE];
     for (int r = 0; r < nw; r += 2) {
         const uint8_t *w0 = w + (size_t)r * ws;
