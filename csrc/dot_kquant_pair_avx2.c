@@ -19,15 +19,11 @@
  *     and multiply-adds) once per pair of rows: one vector op serves both;
  *   - keeps 4 int32 sums for 2 rows x 4 activation rows, leaving registers
  *     for the codes, the scale and the activations.
- * Measured against the one-row kernel with L1-resident data, ns per
- * super-block x weight row x activation row: 4 activation rows 4.4 -> 3.9,
- * one activation row 6.9 -> 6.4-6.9; with the weights in L3 (one token,
- * best of 20) 5632 x 2048 0.35 -> 0.34 ms, but 4096 x 4096 0.48 -> 0.52 ms
- * and 2048 x 5632 0.31 -> 0.33 ms. Tried for one activation row: a one-row
- * kernel with the pair's bits (lanes j and j+4 added at the end of each
- * super-block): as slow there (0.52 ms) and 7% slower in L1 (the fold), so
- * the pair serves every tile. The 16-weight-group types gain nothing this
- * way (dot_kquant_avx2.c).
+ * Measured against the former one-row kernel with L1-resident data, ns per
+ * super-block x weight row x activation row, 4 activation rows: 4.4 -> 3.9.
+ * One activation row (generation) does not go through the pair: with the
+ * weights in DRAM its two-row reads were slower (kq_row). The
+ * 16-weight-group types gain nothing this way (dot_kquant_avx2.c).
  *
  * Sums are int32 over the super-block (|sum| <= 64 * 15*127*63 < 2^31). The
  * offsets sum_g mn[g]*bsums are two madds with the activation row's bsums,
@@ -35,8 +31,10 @@
  *
  * Bit-exactness across tiles: both lanes run the same operations on their
  * own row, a row's result does not depend on its partner (an odd last row is
- * paired with itself), and the single-row entry point is the pair kernel on
- * (row, row). So every output has the same bits whatever the number of weight
+ * paired with itself), the single-row entry point is the pair kernel on
+ * (row, row), and one activation row goes through kq_row, which adds up the
+ * same integers and repeats the pair's float steps. So every output has the
+ * same bits whatever the number of weight
  * and activation rows of the call, which the driver relies on (a token of a
  * prompt gets the same numbers as the token alone). */
 #include "dot_kernels.h"
