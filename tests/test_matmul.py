@@ -273,3 +273,41 @@ def test_native_concurrent_callers():
     for t in threads:
         t.join()
     assert not errors and all(results)
+
+
+# ---- K-quant prompt kernels (session 3): extreme codes and scales -----------
+# The AVX2 Q4_K/Q5_K kernel takes two weight rows per pass and adds two int16
+# maddubs results before the scale multiply (csrc/dot_kquant_pair_avx2.c):
+# exact only while |sum| <= 2*2*31*127 = 15748 < 2^15, and the int32 sums of a
+# super-block must not overflow either. Random blocks never come near those
+# bounds; these rows do: every code at its maximum and every 6-bit scale/min
+# at 63 (Q6_K: int8 scales of 127 and -128), against activations that all
+# quantize to +127 or -127.
+K_QUANTS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+# f16 fields (d, dmin) per type, as in tests/support/random_blocks.py
+K_F16_AT = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+
+
+def extreme_rows(qt, n_rows, n_in):
+    nb = n_in // qt.block_size
+    raw = np.full((n_rows, nb, qt.type_size), 0xFF, dtype=np.uint8)
+    if qt.name == "Q6_K":
+        raw[1::2, :, 192:208] = 0x80  # scale -128 on odd rows, -1 (0xFF) on even ones
+        raw[2::4, :, 192:208] = 0x7F  # and 127
+    one = np.array([1.0], dtype=np.float16).view(np.uint8)
+    for off in K_F16_AT[qt.name]:
+        raw[:, :, off:off + 2] = one
+    return raw.reshape(n_rows, nb * qt.type_size)
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+@pytest.mark.parametrize("type_name", K_QUANTS)
+@pytest.mark.parametrize("n_tok", [1, 4, 6])
+def test_kquant_extreme_codes_and_scales(type_name, n_tok):
+    qt = get_type(type_name)
+    n_in = 3 * 256
+    w = extreme_rows(qt, 7, n_in)   # 7: the last row of a pair kernel is paired with itself
+    sign = np.where(np.arange(n_tok)[:, None] % 2 == 0, 1.0, -1.0)
+    x = np.broadcast_to(sign * 0.5, (n_tok, n_in)).astype(np.float32)
+    y = get_backend("native").matmul(qt, w, x, n_threads=1)
+    check_against_oracle(qt, w, x, y)

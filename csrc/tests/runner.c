@@ -9,6 +9,10 @@
  *   - matmul (qi_matmul) for every weight type it accepts: within
  *     1e-4 * max|y| per output (see check_matmul), and bit-identical across
  *     thread counts;
+ *   - the multi-row dot kernels (dot_kernels.h, rows[level]) against the
+ *     single-row kernel of the same level: identical bits for every number
+ *     of weight and activation rows (the driver picks the tile, so a token's
+ *     output must not depend on it);
  *   - attention (qi_attention_mt_f32) over f16 and f32 caches: within
  *     1e-5 * max|out|, bit-identical across thread counts; the SiLU gate
  *     (vectorised exp) within 4e-7 relative.
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 
 #include "qinfer.h"
+#include "dot_kernels.h"
 #include "discovered.h"
 
 /* ---- formats: what random valid data of each key looks like ------------- */
@@ -428,6 +433,39 @@ static void check_attention(int level) {
     free(q); free(kf); free(vf); free(kh); free(vh); free(scratch); free(ys); free(yv); free(y3);
 }
 
+/* rows[level] computes, for nw weight rows and na activation rows, the same
+ * bits as dot[level] row by row (dot_kernels.h); checked for every tile
+ * shape, with odd weight row strides and a pair kernel's odd last row. */
+static void check_rows_kernel(int type, int level) {
+    const qi_dot_type *t = qi_dot_type_get(type);
+    if (!t || qi_dot_level(t) != level || !t->rows[level]) return;
+    const format *f = format_by_type(type);
+    const int64_t n_in = f->block == 1 ? 67 : f->block * 3, nb = n_in / t->block;
+    const size_t ws = (size_t)(nb * t->block_bytes + 5);
+    uint8_t *w = malloc(ws * QI_FLOAT_ROWS);
+    for (int r = 0; r < QI_FLOAT_ROWS; r++) fill_blocks(f, w + r * ws, n_in / f->block);
+    float x[QI_TILE * 768];
+    fill_floats(x, QI_TILE * n_in, f->block);
+    const size_t as = t->act == QI_ACT_F32 ? (size_t)n_in * 4 : (size_t)qi_act_row_bytes(type, n_in);
+    uint8_t *a = malloc(as * QI_TILE);
+    if (t->act == QI_ACT_F32) memcpy(a, x, as * QI_TILE);
+    else qi_act_quantize(type, x, a, QI_TILE, n_in);
+    for (int nw = 1; nw <= QI_FLOAT_ROWS; nw++) {
+        for (int na = 1; na <= QI_TILE; na++) {
+            float rows[QI_FLOAT_ROWS * QI_TILE], one[QI_TILE];
+            t->rows[level](nb, w, ws, nw, a, as, na, rows);
+            for (int r = 0; r < nw; r++) {
+                t->dot[level](nb, w + r * ws, a, as, na, one);
+                if (memcmp(one, rows + r * QI_TILE, (size_t)na * 4) != 0)
+                    FAIL("%s rows kernel (%s) nw=%d na=%d: row %d differs from the single-row kernel", f->key,
+                         level_name(level), nw, na, r);
+            }
+        }
+    }
+    free(w);
+    free(a);
+}
+
 /* Wrong arguments are refused, not computed. */
 static void check_matmul_errors(void) {
     float x[64] = {0}, y[4];
@@ -458,6 +496,7 @@ int main(void) {
             if (!format_by_type(type)) { FAIL("matmul type %d missing from FORMATS in runner.c", type); continue; }
             check_act_quantize(type, level);
             check_matmul(type, level);
+            check_rows_kernel(type, level);
             n_checked += 2;
         }
         check_attention(level);
