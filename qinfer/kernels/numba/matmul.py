@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import matmul_kquant
+from . import matmul_kquant, matvec_decode
 from .matmul_kquant import bit_set, f16_at, i32, mac, u8
 from .ops import numba_threads
 
@@ -51,12 +51,17 @@ def flat_rows(w):
     return flat, stride
 
 
-@njit(cache=True, parallel=True)  # no fastmath: must round exactly like csrc/act_quant.c
+# Types whose one-token product goes through matvec_decode (float scratch):
+# faster there than the integer kernels below (benches/README.md, "Numba backend").
+DECODED_MATVEC = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K")
+
+
+@njit(cache=True)  # no fastmath: must round exactly like csrc/act_quant.c; serial: O(n_in) work
 def quantize_act(x, block, q, d, s):
     """x f32 [n_tok, n] -> q int8 [n_tok, n], d f32 [n_tok, n/block] and
     s int32 [n_tok, n/16]: the integer sum of every 16 values."""
     n_tok, n = x.shape
-    for t in prange(n_tok):
+    for t in range(n_tok):
         for b in range(n // block):
             amax = F32(0.0)
             for i in range(b * block, (b + 1) * block):
@@ -216,6 +221,8 @@ def matmul(qt, w, x, out, n_threads=None):
             _mm_half(flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16",
                      min(n_out, 4 * numba.get_num_threads()))
             return out
+        if n_tok == 1 and qt.name in DECODED_MATVEC:
+            return matvec_decode.matvec(qt.name, flat, stride, x, out, numba.get_num_threads(), lane)
         block = 256 if qt.block_size == 256 else 32
         q = np.empty((n_tok, n_in), dtype=np.int8)
         d = np.empty((n_tok, n_in // block), dtype=np.float32)

@@ -10,12 +10,43 @@ unsigned and the innermost loops over a group's codes run `lane` (16, passed
 at run time) or 2*lane times so that LLVM vectorises them (see matmul.py's
 module doc for why each of these matters).
 """
+import platform
+
+import llvmlite.binding as llvm
+import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 F32 = np.float32
 U = np.uintp
 F16_TABLE = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def _hardware_f16():
+    """Whether LLVM converts half to float in one instruction for Numba's target:
+    arm64 always, x86 with F16C. Elsewhere LLVM would call a runtime helper
+    that Numba does not link (a crash), so the table is used instead."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
+    if numba.config.CPU_FEATURES:   # NUMBA_CPU_FEATURES overrides the host's
+        return "+f16c" in numba.config.CPU_FEATURES.split(",")
+    return bool(llvm.get_host_cpu_features().get("f16c", False))
+
+
+HARDWARE_F16 = _hardware_f16()
+
+
+@intrinsic
+def _half_to_float(typingctx, bits):
+    """float32 of IEEE half bits (uint16) by LLVM's fpext: vcvtph2ps with F16C,
+    fcvt on arm64 (only used when HARDWARE_F16)."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    return sig, codegen
 
 
 @njit(cache=True, inline="always")
@@ -33,8 +64,13 @@ def u8(v):
 
 @njit(cache=True, inline="always")
 def f16_at(w, o):
-    """The f16 at byte o of the flat weights, as float32 (table: once per block, not vectorised)."""
-    return F16_TABLE[np.uint32(w[U(o)]) | (np.uint32(w[U(o + 1)]) << 8)]
+    """The f16 at byte o of the flat weights, as float32 (once per block).
+    In hardware where it can be: the 256 KB table's random reads compete
+    with the weights for the caches."""
+    bits = np.uint16(np.uint16(w[U(o)]) | np.uint16(np.uint16(w[U(o + 1)]) << 8))
+    if HARDWARE_F16:
+        return _half_to_float(bits)
+    return F16_TABLE[bits]
 
 
 @njit(cache=True, inline="always")
@@ -93,7 +129,7 @@ def _mm_q23_k(w, stride, q, d, s16, out, three, lane):
                             j = 8 * h + 2 * k + jj
                             g = g0 if k == 0 else g1 if k == 1 else g2 if k == 2 else g3
                             if three:
-                                sc = _q3_scale(w, o, j)
+                                sc = q3_scale(w, o, j)
                                 sumi = i32(sumi + sc * g)
                                 summ = i32(summ + 4 * sc * s16[t, 16 * b + j])
                             else:
@@ -108,7 +144,7 @@ def _mm_q23_k(w, stride, q, d, s16, out, three, lane):
 
 
 @njit(cache=True, inline="always")
-def _q3_scale(w, o, j):
+def q3_scale(w, o, j):
     """Signed 6-bit scale of group j (Q3_K, scales at o + 96)."""
     s = o + 96
     low = (np.int32(w[U(s + j)]) & 15) if j < 8 else (np.int32(w[U(s + j - 8)]) >> 4)
@@ -117,7 +153,7 @@ def _q3_scale(w, o, j):
 
 
 @njit(cache=True, inline="always")
-def _scale_min_k4(w, s, g):
+def scale_min_k4(w, s, g):
     """6-bit scale and min of 32-group g (Q4_K/Q5_K scales at byte s)."""
     if g < 4:
         return np.int32(w[U(s + g)]) & 63, np.int32(w[U(s + g + 4)]) & 63
@@ -170,14 +206,14 @@ def _mm_q45_k(w, stride, q, d, s16, out, five, lane):
             acc = F32(0.0)
             for b in range(n_in // 256):
                 o = r * stride + b * bb
-                s0, m0 = _scale_min_k4(w, o + 4, 0)
-                s1, m1 = _scale_min_k4(w, o + 4, 1)
-                s2, m2 = _scale_min_k4(w, o + 4, 2)
-                s3, m3 = _scale_min_k4(w, o + 4, 3)
-                s4, m4 = _scale_min_k4(w, o + 4, 4)
-                s5, m5 = _scale_min_k4(w, o + 4, 5)
-                s6, m6 = _scale_min_k4(w, o + 4, 6)
-                s7, m7 = _scale_min_k4(w, o + 4, 7)
+                s0, m0 = scale_min_k4(w, o + 4, 0)
+                s1, m1 = scale_min_k4(w, o + 4, 1)
+                s2, m2 = scale_min_k4(w, o + 4, 2)
+                s3, m3 = scale_min_k4(w, o + 4, 3)
+                s4, m4 = scale_min_k4(w, o + 4, 4)
+                s5, m5 = scale_min_k4(w, o + 4, 5)
+                s6, m6 = scale_min_k4(w, o + 4, 6)
+                s7, m7 = scale_min_k4(w, o + 4, 7)
                 sb = 16 * b
                 summ = i32(m0 * (s16[t, sb] + s16[t, sb + 1]) + m1 * (s16[t, sb + 2] + s16[t, sb + 3])
                            + m2 * (s16[t, sb + 4] + s16[t, sb + 5]) + m3 * (s16[t, sb + 6] + s16[t, sb + 7])
