@@ -273,3 +273,64 @@ def test_native_concurrent_callers():
     for t in threads:
         t.join()
     assert not errors and all(results)
+
+
+# ---- Numba one-token path (qinfer/kernels/numba/matvec_decode.py) ---------------
+# One token of these types is computed by decoding weight rows to float32 and
+# dotting them with the block-quantized activations (q*d), not by integer
+# block sums; the tests above cover it through n_tok = 1, these add what they
+# do not reach: rows longer than one decode chunk, the thread split, and
+# agreement with the C core for a single token.
+
+try:
+    from qinfer.kernels.numba import matmul_kquant as numba_kquant, matvec_decode
+except ImportError:   # numba not installed: the tests below skip
+    numba_kquant = matvec_decode = None
+
+
+@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+@pytest.mark.parametrize("type_name", matvec_decode.TYPES if matvec_decode else [])
+def test_numba_one_token_long_rows_and_threads(type_name):
+    """Rows of CHUNK + 256 values (a full decode chunk and a partial one) match
+    the oracle within the module bound, and 1 or 2 threads give the same bits
+    (each row is decoded and dotted by the same operations whatever the split)."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(21)
+    n_in = matvec_decode.CHUNK + 256
+    w = random_rows(qt, 37, n_in, rng)
+    x = rng.standard_normal((1, n_in)).astype(np.float32)
+    be = get_backend("numba")
+    y1 = be.matmul(qt, w, x, n_threads=1)
+    check_against_oracle(qt, w, x, y1)
+    assert np.array_equal(be.matmul(qt, w, x, n_threads=2), y1)
+
+
+@pytest.mark.skipif(len(FAST) < 2, reason="needs native and numba")
+@pytest.mark.parametrize("type_name", TYPES)
+@settings(max_examples=5, deadline=None)
+@given(n_out=st.integers(1, 70), n_blocks=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_native_and_numba_agree_one_token(type_name, n_out, n_blocks, seed):
+    """A generation step: both backends multiply by the same quantized
+    activations, so only float summation order differs (same bound as
+    test_native_and_numba_agree: twice the accumulation term)."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(seed)
+    n_in = qt.block_size * n_blocks if qt.block_size > 1 else 50 * n_blocks
+    w = random_rows(qt, n_out, n_in, rng)
+    x = (rng.standard_normal((1, n_in)) * rng.uniform(0.01, 10)).astype(np.float32)
+    a = get_backend("native").matmul(qt, w, x)
+    b = get_backend("numba").matmul(qt, w, x, n_threads=2)
+    mag = np.abs(x.astype(np.float64)) @ np.abs(oracle_weights(qt, w, n_in)).T
+    assert np.all(np.abs(a - b) <= (n_in // qt.block_size + 16) * 8 * U * mag + 1e-30)
+
+
+@pytest.mark.skipif(numba_kquant is None, reason="numba not installed")
+@pytest.mark.parametrize("features, expected", [("+avx2,+fma,+f16c", True), ("+avx2,+fma", False)])
+def test_numba_hardware_f16_follows_the_target_features(monkeypatch, features, expected):
+    """Half-to-float in hardware only when Numba's target has it (x86: F16C);
+    without it LLVM would emit a call Numba cannot link."""
+    import platform
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        pytest.skip("arm64 always converts in hardware")
+    monkeypatch.setattr(numba_kquant.numba.config, "CPU_FEATURES", features)
+    assert numba_kquant._hardware_f16() is expected

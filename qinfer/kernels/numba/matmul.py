@@ -51,11 +51,6 @@ def flat_rows(w):
     return flat, stride
 
 
-# Types whose one-token product goes through matvec_decode (float scratch):
-# faster there than the integer kernels below (benches/README.md, "Numba backend").
-DECODED_MATVEC = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K")
-
-
 @njit(cache=True)  # no fastmath: must round exactly like csrc/act_quant.c; serial: O(n_in) work
 def quantize_act(x, block, q, d, s):
     """x f32 [n_tok, n] -> q int8 [n_tok, n], d f32 [n_tok, n/block] and
@@ -221,7 +216,7 @@ def matmul(qt, w, x, out, n_threads=None):
             _mm_half(flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16",
                      min(n_out, 4 * numba.get_num_threads()))
             return out
-        if n_tok == 1 and qt.name in DECODED_MATVEC:
+        if n_tok == 1 and qt.name in matvec_decode.TYPES:
             return matvec_decode.matvec(qt.name, flat, stride, x, out, numba.get_num_threads(), lane)
         block = 256 if qt.block_size == 256 else 32
         q = np.empty((n_tok, n_in), dtype=np.int8)

@@ -22,17 +22,16 @@ so the one fused multiply-add rounds once.
 import numpy as np
 from numba import njit, prange
 
-from .matmul_kquant import f16_at, i32, q3_scale, scale_min_k4, u8
+from .matmul_kquant import f16_at, i32, q3_scale, u8
 
 F32 = np.float32
 U = np.uintp
 CHUNK = 4096     # floats decoded per row and step (a multiple of 256): 16 KB of scratch
 BIT = np.uint32(1) << np.arange(32, dtype=np.uint32)   # Q5 high-bit masks
 
-# kind: (bytes per block, values per block); the kind numbers index this table.
-LAYOUT = {"Q8_0": (0, 34, 32), "Q4_0": (1, 18, 32), "Q4_1": (2, 20, 32), "Q5_0": (3, 22, 32),
-          "Q5_1": (4, 24, 32), "Q2_K": (5, 84, 256), "Q3_K": (6, 110, 256), "Q4_K": (7, 144, 256),
-          "Q5_K": (8, 176, 256), "Q6_K": (9, 210, 256)}
+# The types decoded here: the others' integer kernels (matmul.py,
+# matmul_kquant.py) measured as fast or faster (benches/README.md).
+TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K")
 
 
 @njit(cache=True, inline="always")
@@ -44,16 +43,6 @@ def high_bit(bits, mask, value):
 
 # ---- 32-value blocks ------------------------------------------------------------
 # Layouts: REFERENCE.md §1 (see matmul.py). nb blocks from byte o into buf[0:32*nb].
-
-@njit(cache=True, fastmath={"contract"})
-def _decode_q8_0(w, o, buf, nb, lane):
-    wi = w.view(np.int8)
-    for b in range(nb):
-        ob = o + 34 * b
-        dw = f16_at(w, ob)
-        for j in range(2 * lane):
-            buf[U(32 * b + j)] = dw * F32(wi[U(ob + 2 + j)])
-
 
 @njit(cache=True, fastmath={"contract"})
 def _decode_q4(w, o, buf, nb, with_min, lane):
@@ -87,31 +76,8 @@ def _decode_q5(w, o, buf, nb, with_min, lane):
             buf[U(32 * b + 16 + j)] = dw * F32(hi) + cw
 
 
-# ---- K-quant super-blocks of 256 (layouts: matmul_kquant.py) ----------------------
-# Group j's weights are dj*u + mj with dj = d*scale_j and mj = -dmin*min_j
-# (Q2_K, Q4_K, Q5_K) or -offset*dj (Q3_K: 4, Q6_K: 32).
-
-@njit(cache=True, fastmath={"contract"})
-def _decode_q2_k(w, o, buf, nb, lane):
-    for b in range(nb):
-        ob = o + 84 * b
-        d = f16_at(w, ob + 80)
-        dm = -f16_at(w, ob + 82)
-        for h in range(2):
-            for jj in range(2):
-                j = 8 * h + jj        # group of shift k: j + 2k
-                s0, s1, s2, s3 = w[U(ob + j)], w[U(ob + j + 2)], w[U(ob + j + 4)], w[U(ob + j + 6)]
-                d0, d1, d2, d3 = d * F32(s0 & 15), d * F32(s1 & 15), d * F32(s2 & 15), d * F32(s3 & 15)
-                m0, m1, m2, m3 = dm * F32(s0 >> 4), dm * F32(s1 >> 4), dm * F32(s2 >> 4), dm * F32(s3 >> 4)
-                base = ob + 16 + 32 * h + 16 * jj
-                e0 = 256 * b + 128 * h + 16 * jj
-                for l in range(lane):
-                    c = w[U(base + l)]
-                    buf[U(e0 + l)] = d0 * F32(u8(c & 3)) + m0
-                    buf[U(e0 + 32 + l)] = d1 * F32(u8(u8(c >> 2) & 3)) + m1
-                    buf[U(e0 + 64 + l)] = d2 * F32(u8(u8(c >> 4) & 3)) + m2
-                    buf[U(e0 + 96 + l)] = d3 * F32(u8(c >> 6)) + m3
-
+# ---- Q3_K super-blocks of 256 (layout: matmul_kquant.py) ----------------------------
+# Group j's weights are dj*(u - 4) with dj = d*scale_j (signed 6-bit scale).
 
 @njit(cache=True, inline="always")
 def _q3_half(w, ob, buf, e, d, h, lane):
@@ -142,97 +108,6 @@ def _decode_q3_k(w, o, buf, nb, lane):
         _q3_half(w, ob, buf, 256 * b + 128, d, 1, lane)
 
 
-@njit(cache=True, inline="always")
-def _q45_code(w, qs, qh, l, p, hi, five):
-    """Code (int32) of element 64p + 32hi + l of a Q4_K/Q5_K super-block (p, hi
-    and five literals after inlining: constant shifts and masks)."""
-    c = w[U(qs + 32 * p + l)]
-    u = i32(c >> 4) if hi else i32(c & 15)
-    if five:
-        u = u | high_bit(w[U(qh + l)], 1 << (2 * p + hi), 16)
-    return u
-
-
-@njit(cache=True, inline="always")
-def _q45_pair(w, ob, qs, qh, buf, e, d, dm, p, five, lane):
-    """Groups 2p, 2p+1 (p and five literals after inlining) of the Q4_K/Q5_K
-    super-block at byte ob into buf[e+64p : e+64p+64]: one loop over their 32
-    code bytes (low nibbles, high nibbles)."""
-    sa, na = scale_min_k4(w, ob + 4, 2 * p)
-    sb, nb = scale_min_k4(w, ob + 4, 2 * p + 1)
-    da, db = d * F32(sa), d * F32(sb)
-    ma, mb = dm * F32(na), dm * F32(nb)
-    e0 = e + 64 * p
-    for l in range(2 * lane):
-        buf[U(e0 + l)] = da * F32(_q45_code(w, qs, qh, l, p, 0, five)) + ma
-        buf[U(e0 + 32 + l)] = db * F32(_q45_code(w, qs, qh, l, p, 1, five)) + mb
-
-
-@njit(cache=True, inline="always")
-def _q45_block(w, ob, buf, e, five, lane):
-    d = f16_at(w, ob)
-    dm = -f16_at(w, ob + 2)
-    qs = ob + (48 if five else 16)
-    _q45_pair(w, ob, qs, ob + 16, buf, e, d, dm, 0, five, lane)
-    _q45_pair(w, ob, qs, ob + 16, buf, e, d, dm, 1, five, lane)
-    _q45_pair(w, ob, qs, ob + 16, buf, e, d, dm, 2, five, lane)
-    _q45_pair(w, ob, qs, ob + 16, buf, e, d, dm, 3, five, lane)
-
-
-@njit(cache=True, fastmath={"contract"})
-def _decode_q45_k(w, o, buf, nb, five, lane):
-    if five:   # literal flags below: a branch inside the code loops would stop the vectoriser
-        for b in range(nb):
-            _q45_block(w, o + 176 * b, buf, 256 * b, True, lane)
-    else:
-        for b in range(nb):
-            _q45_block(w, o + 144 * b, buf, 256 * b, False, lane)
-
-
-@njit(cache=True, fastmath={"contract"})
-def _decode_q6_k(w, o, buf, nb, lane):
-    for b in range(nb):
-        ob = o + 210 * b
-        d = f16_at(w, ob + 208)
-        for h in range(2):
-            for jj in range(2):
-                j = ob + 192 + 8 * h + jj    # scale byte of shift k: j + 2k
-                d0, d1 = d * F32(np.int8(w[U(j)])), d * F32(np.int8(w[U(j + 2)]))
-                d2, d3 = d * F32(np.int8(w[U(j + 4)])), d * F32(np.int8(w[U(j + 6)]))
-                ql = ob + 64 * h + 16 * jj
-                qh = ob + 128 + 32 * h + 16 * jj
-                e0 = 256 * b + 128 * h + 16 * jj
-                for l in range(lane):
-                    a = w[U(ql + l)]
-                    c = w[U(ql + 32 + l)]
-                    hb = w[U(qh + l)]
-                    buf[U(e0 + l)] = d0 * F32(u8(u8(a & 15) | u8(u8(hb & 3) << 4))) - F32(32.0) * d0
-                    buf[U(e0 + 32 + l)] = (d1 * F32(u8(u8(c & 15) | u8(u8(u8(hb >> 2) & 3) << 4)))
-                                           - F32(32.0) * d1)
-                    buf[U(e0 + 64 + l)] = (d2 * F32(u8(u8(a >> 4) | u8(u8(u8(hb >> 4) & 3) << 4)))
-                                           - F32(32.0) * d2)
-                    buf[U(e0 + 96 + l)] = d3 * F32(u8(u8(c >> 4) | u8(u8(hb >> 6) << 4))) - F32(32.0) * d3
-
-
-@njit(cache=True)
-def _decode(kind, w, o, buf, n, lane):
-    """n values of a row's weights of type `kind` (LAYOUT) from byte o into buf[0:n]."""
-    if kind == 0:
-        _decode_q8_0(w, o, buf, n // 32, lane)
-    elif kind <= 2:
-        _decode_q4(w, o, buf, n // 32, kind == 2, lane)
-    elif kind <= 4:
-        _decode_q5(w, o, buf, n // 32, kind == 4, lane)
-    elif kind == 5:
-        _decode_q2_k(w, o, buf, n // 256, lane)
-    elif kind == 6:
-        _decode_q3_k(w, o, buf, n // 256, lane)
-    elif kind <= 8:
-        _decode_q45_k(w, o, buf, n // 256, kind == 8, lane)
-    else:
-        _decode_q6_k(w, o, buf, n // 256, lane)
-
-
 @njit(cache=True, fastmath=True)
 def _dot(a, x, x0, n):
     """a[0:n] . x[x0:x0+n]: fastmath lets LLVM keep 4 vectors of running sums."""
@@ -242,19 +117,48 @@ def _dot(a, x, x0, n):
     return s
 
 
+# One kernel per family (a shared kernel with a run-time type switch took
+# ~50 s to compile: LLVM optimises every decoder inside the parallel loop).
+# Rows are split into n_job contiguous runs, one per thread with its own
+# scratch; each row is decoded `chunk` values at a time and dotted.
+
 @njit(cache=True, parallel=True)
-def _matvec(kind, w, stride, block_bytes, block_values, xh, out, chunk, n_job, lane):
-    """out[r] = row r of W . xh, `chunk` values of a row decoded at a time; rows
-    split into n_job contiguous runs (one per thread, each with its own scratch)."""
-    n_in = xh.shape[0]
-    n_out = out.shape[0]
+def _matvec_q4(w, stride, xh, out, chunk, with_min, n_job, lane):
+    bb = 20 if with_min else 18
     for job in prange(n_job):
         buf = np.empty(chunk, np.float32)
-        for r in range(job * n_out // n_job, (job + 1) * n_out // n_job):
+        for r in range(job * out.shape[0] // n_job, (job + 1) * out.shape[0] // n_job):
             acc = F32(0.0)
-            for c0 in range(0, n_in, chunk):
-                n = min(chunk, n_in - c0)
-                _decode(kind, w, r * stride + (c0 // block_values) * block_bytes, buf, n, lane)
+            for c0 in range(0, xh.shape[0], chunk):
+                n = min(chunk, xh.shape[0] - c0)
+                _decode_q4(w, r * stride + c0 // 32 * bb, buf, n // 32, with_min, lane)
+                acc += _dot(buf, xh, c0, n)
+            out[r] = acc
+
+
+@njit(cache=True, parallel=True)
+def _matvec_q5(w, stride, xh, out, chunk, with_min, n_job, lane):
+    bb = 24 if with_min else 22
+    for job in prange(n_job):
+        buf = np.empty(chunk, np.float32)
+        for r in range(job * out.shape[0] // n_job, (job + 1) * out.shape[0] // n_job):
+            acc = F32(0.0)
+            for c0 in range(0, xh.shape[0], chunk):
+                n = min(chunk, xh.shape[0] - c0)
+                _decode_q5(w, r * stride + c0 // 32 * bb, buf, n // 32, with_min, lane)
+                acc += _dot(buf, xh, c0, n)
+            out[r] = acc
+
+
+@njit(cache=True, parallel=True)
+def _matvec_q3_k(w, stride, xh, out, chunk, n_job, lane):
+    for job in prange(n_job):
+        buf = np.empty(chunk, np.float32)
+        for r in range(job * out.shape[0] // n_job, (job + 1) * out.shape[0] // n_job):
+            acc = F32(0.0)
+            for c0 in range(0, xh.shape[0], chunk):
+                n = min(chunk, xh.shape[0] - c0)
+                _decode_q3_k(w, r * stride + c0 // 256 * 110, buf, n // 256, lane)
                 acc += _dot(buf, xh, c0, n)
             out[r] = acc
 
@@ -277,10 +181,14 @@ def dequantized_act(x, block):
 
 
 def matvec(name, flat, stride, x, out, n_threads, lane):
-    """out[0] = W @ x[0] for W of quantized type `name` (a LAYOUT key) given as
-    flat bytes + row stride (matmul.flat_rows); runs on n_threads threads."""
-    kind, block_bytes, block_values = LAYOUT[name]
-    xh = dequantized_act(x[0], 256 if block_values == 256 else 32)
+    """out[0] = W @ x[0] for W of type `name` (one of TYPES) given as flat
+    bytes + row stride (matmul.flat_rows); on up to n_threads threads."""
+    xh = dequantized_act(x[0], 256 if name == "Q3_K" else 32)
     n_job = max(1, min(n_threads, out.shape[1] // 16))
-    _matvec(kind, flat, stride, block_bytes, block_values, xh, out[0], CHUNK, n_job, lane)
+    if name in ("Q4_0", "Q4_1"):
+        _matvec_q4(flat, stride, xh, out[0], CHUNK, name == "Q4_1", n_job, lane)
+    elif name in ("Q5_0", "Q5_1"):
+        _matvec_q5(flat, stride, xh, out[0], CHUNK, name == "Q5_1", n_job, lane)
+    else:
+        _matvec_q3_k(flat, stride, xh, out[0], CHUNK, n_job, lane)
     return out
