@@ -334,3 +334,48 @@ def test_numba_hardware_f16_follows_the_target_features(monkeypatch, features, e
         pytest.skip("arm64 always converts in hardware")
     monkeypatch.setattr(numba_kquant.numba.config, "CPU_FEATURES", features)
     assert numba_kquant._hardware_f16() is expected
+
+
+@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+@pytest.mark.parametrize("type_name", ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "BF16"])
+def test_numba_threads_give_identical_bits(type_name):
+    """Rows are claimed in chunks by whichever thread is free (row_pool); each
+    row is computed by the same operations, so any split gives the same bits."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(13)
+    n_in = 2 * max(qt.block_size, 256)
+    w = random_rows(qt, 203, n_in, rng)
+    be = get_backend("numba")
+    for n_tok in (1, 5):
+        x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+        ref = be.matmul(qt, w, x, n_threads=1)
+        for threads in (2, 3):
+            assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref), (n_tok, threads)
+
+
+@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+def test_numba_concurrent_callers():
+    """Two Python threads share row_pool's workers; each call has its own row
+    counter, so neither takes or waits for the other's rows."""
+    qt = get_type("Q4_0")
+    rng = np.random.default_rng(2)
+    w = random_rows(qt, 256, 2048, rng)
+    xs = [rng.standard_normal((n, 2048)).astype(np.float32) for n in (1, 4)]
+    be = get_backend("numba")
+    refs = [be.matmul(qt, w, x, n_threads=1) for x in xs]
+    errors = []
+
+    def run(k):
+        try:
+            for _ in range(30):
+                if not np.array_equal(be.matmul(qt, w, xs[k], n_threads=2), refs[k]):
+                    errors.append(k)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors

@@ -20,9 +20,10 @@ group, d and m products of f16 scales and small integers (exact in float32),
 so the one fused multiply-add rounds once.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .matmul_kquant import f16_at, i32, q3_scale, u8
+from .row_pool import claim, finish, run
 
 F32 = np.float32
 U = np.uintp
@@ -119,48 +120,60 @@ def _dot(a, x, x0, n):
 
 # One kernel per family (a shared kernel with a run-time type switch took
 # ~50 s to compile: LLVM optimises every decoder inside the parallel loop).
-# Rows are split into n_job contiguous runs, one per thread with its own
-# scratch; each row is decoded `chunk` values at a time and dotted.
+# Each participating thread (row_pool) has its own scratch and claims chunks
+# of rows; each row is decoded `chunk` values at a time and dotted.
 
-@njit(cache=True, parallel=True)
-def _matvec_q4(w, stride, xh, out, chunk, with_min, n_job, lane):
+@njit(cache=True, nogil=True)
+def _matvec_q4(w, stride, xh, out, chunk, with_min, lane, state, chunk_rows):
     bb = 20 if with_min else 18
-    for job in prange(n_job):
-        buf = np.empty(chunk, np.float32)
-        for r in range(job * out.shape[0] // n_job, (job + 1) * out.shape[0] // n_job):
+    buf = np.empty(chunk, np.float32)
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[0])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
             acc = F32(0.0)
             for c0 in range(0, xh.shape[0], chunk):
                 n = min(chunk, xh.shape[0] - c0)
                 _decode_q4(w, r * stride + c0 // 32 * bb, buf, n // 32, with_min, lane)
                 acc += _dot(buf, xh, c0, n)
             out[r] = acc
+        finish(state, r1 - r0)
 
 
-@njit(cache=True, parallel=True)
-def _matvec_q5(w, stride, xh, out, chunk, with_min, n_job, lane):
+@njit(cache=True, nogil=True)
+def _matvec_q5(w, stride, xh, out, chunk, with_min, lane, state, chunk_rows):
     bb = 24 if with_min else 22
-    for job in prange(n_job):
-        buf = np.empty(chunk, np.float32)
-        for r in range(job * out.shape[0] // n_job, (job + 1) * out.shape[0] // n_job):
+    buf = np.empty(chunk, np.float32)
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[0])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
             acc = F32(0.0)
             for c0 in range(0, xh.shape[0], chunk):
                 n = min(chunk, xh.shape[0] - c0)
                 _decode_q5(w, r * stride + c0 // 32 * bb, buf, n // 32, with_min, lane)
                 acc += _dot(buf, xh, c0, n)
             out[r] = acc
+        finish(state, r1 - r0)
 
 
-@njit(cache=True, parallel=True)
-def _matvec_q3_k(w, stride, xh, out, chunk, n_job, lane):
-    for job in prange(n_job):
-        buf = np.empty(chunk, np.float32)
-        for r in range(job * out.shape[0] // n_job, (job + 1) * out.shape[0] // n_job):
+@njit(cache=True, nogil=True)
+def _matvec_q3_k(w, stride, xh, out, chunk, lane, state, chunk_rows):
+    buf = np.empty(chunk, np.float32)
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[0])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
             acc = F32(0.0)
             for c0 in range(0, xh.shape[0], chunk):
                 n = min(chunk, xh.shape[0] - c0)
                 _decode_q3_k(w, r * stride + c0 // 256 * 110, buf, n // 256, lane)
                 acc += _dot(buf, xh, c0, n)
             out[r] = acc
+        finish(state, r1 - r0)
 
 
 @njit(cache=True)  # no fastmath: the same rounding as matmul.quantize_act and csrc/act_quant.c
@@ -184,11 +197,11 @@ def matvec(name, flat, stride, x, out, n_threads, lane):
     """out[0] = W @ x[0] for W of type `name` (one of TYPES) given as flat
     bytes + row stride (matmul.flat_rows); on up to n_threads threads."""
     xh = dequantized_act(x[0], 256 if name == "Q3_K" else 32)
-    n_job = max(1, min(n_threads, out.shape[1] // 16))
+    n_out = out.shape[1]
     if name in ("Q4_0", "Q4_1"):
-        _matvec_q4(flat, stride, xh, out[0], CHUNK, name == "Q4_1", n_job, lane)
+        run(_matvec_q4, (flat, stride, xh, out[0], CHUNK, name == "Q4_1", lane), n_out, n_threads)
     elif name in ("Q5_0", "Q5_1"):
-        _matvec_q5(flat, stride, xh, out[0], CHUNK, name == "Q5_1", n_job, lane)
+        run(_matvec_q5, (flat, stride, xh, out[0], CHUNK, name == "Q5_1", lane), n_out, n_threads)
     else:
-        _matvec_q3_k(flat, stride, xh, out[0], CHUNK, n_job, lane)
+        run(_matvec_q3_k, (flat, stride, xh, out[0], CHUNK, lane), n_out, n_threads)
     return out
