@@ -31,6 +31,7 @@ from numba.extending import intrinsic
 
 CHUNKS_PER_THREAD = 8    # chunks per participating thread: small enough to balance a late or slow thread
 SPIN = 1 << 14           # polls of the done counter before the caller yields its core
+MAX_THREADS = os.cpu_count() or 1   # read once: ~50 us per call in a container
 
 
 @intrinsic
@@ -91,7 +92,7 @@ def _get_workers(n):
 def run(kernel, args, n_rows, n_threads):
     """kernel(*args, state, chunk_rows) on the calling thread and n_threads - 1
     workers until all n_rows rows are done (kernel: nogil, module doc)."""
-    n_threads = max(1, min(int(n_threads or 1), os.cpu_count() or 1, n_rows))
+    n_threads = max(1, min(int(n_threads or 1), MAX_THREADS, n_rows))
     chunk_rows = max(1, -(-n_rows // (CHUNKS_PER_THREAD * n_threads)))
     state = np.zeros(2, dtype=np.int64)
     for worker in _get_workers(n_threads - 1):
