@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from . import matmul_kquant, matvec_decode
-from .matmul_kquant import bit_set, f16_at, i32, mac, u8
+from .matmul_kquant import HARDWARE_F16, bit_set, f16_at, half_to_float, i32, mac, u8
 from .row_pool import claim, finish, run
 
 F32 = np.float32
@@ -83,11 +83,13 @@ def quantize_act(x, block, q, d, s):
 @njit(cache=True, inline="always")
 def _half_to_f32(h, bf16):
     """float32 of f16 / bf16 bits h (uint32), exact and branch-free (vectorisable).
-    f16: the 15 magnitude bits moved to float32's exponent/mantissa position
+    f16 in hardware where Numba's target has it, otherwise: the 15 magnitude bits moved to float32's exponent/mantissa position
     give the value * 2**-112 (subnormals included) and an exact multiply by
     2**112 rescales it; exponent 31 (inf/NaN) is forced to float32's 255."""
     if bf16:
         return np.uint32(h << 16).view(np.float32)
+    if HARDWARE_F16:   # vcvtph2ps on 8 values (NaN payloads may gain the quiet bit)
+        return half_to_float(np.uint16(h))
     inf_nan = (((h & 0x7C00) + 0x400) >> 15) & 1          # exponent 31, without a branch
     bits = ((h & 0x8000) << 16) | ((h & 0x7FFF) << 13) | (inf_nan * 0x7F800000)
     return np.uint32(bits).view(np.float32) * F32(5.192296858534828e33)

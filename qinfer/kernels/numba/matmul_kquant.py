@@ -42,7 +42,7 @@ HARDWARE_F16 = _hardware_f16()
 
 
 @intrinsic
-def _half_to_float(typingctx, bits):
+def half_to_float(typingctx, bits):
     """float32 of IEEE half bits (uint16) by LLVM's fpext: vcvtph2ps with F16C,
     fcvt on arm64 (only used when HARDWARE_F16)."""
     sig = types.float32(types.uint16)
@@ -72,7 +72,7 @@ def f16_at(w, o):
     with the weights for the caches."""
     bits = np.uint16(np.uint16(w[U(o)]) | np.uint16(np.uint16(w[U(o + 1)]) << 8))
     if HARDWARE_F16:
-        return _half_to_float(bits)
+        return half_to_float(bits)
     return F16_TABLE[bits]
 
 
