@@ -5,9 +5,11 @@ the native core (csrc/act_quant.c: per 32 values for the 32-element formats,
 per 256 with 16-value sums for the K-quants, q = round_half_even(x*127/amax)),
 then every output row is an integer dot product per block with a float scale
 per block, in the same float formula as the C kernels; chunks of rows run on
-the calling thread and row_pool's workers. The K-quant kernels live in matmul_kquant.py. F16/BF16 weights are
-converted to float32 a slab at a time in registers (no table) and dotted with
-fastmath; F32 weights use numpy's BLAS a slab of rows at a time.
+the calling thread and row_pool's workers. The K-quant kernels live in
+matmul_kquant.py; one token of the types in matvec_decode.TYPES goes through
+that module's float-decoding kernels instead. F16/BF16 weights are converted
+to float32 a slab at a time in registers (no table) and dotted with fastmath;
+F32 weights use numpy's BLAS a slab of rows at a time.
 
 How the kernels are written so that LLVM vectorises them (benches/README.md,
 "Numba backend", has the measurements):
@@ -83,9 +85,10 @@ def quantize_act(x, block, q, d, s):
 @njit(cache=True, inline="always")
 def _half_to_f32(h, bf16):
     """float32 of f16 / bf16 bits h (uint32), exact and branch-free (vectorisable).
-    f16 in hardware where Numba's target has it, otherwise: the 15 magnitude bits moved to float32's exponent/mantissa position
-    give the value * 2**-112 (subnormals included) and an exact multiply by
-    2**112 rescales it; exponent 31 (inf/NaN) is forced to float32's 255."""
+    f16 in hardware where Numba's target has it; otherwise the 15 magnitude
+    bits moved to float32's exponent/mantissa position give the value
+    * 2**-112 (subnormals included) and an exact multiply by 2**112 rescales
+    it; exponent 31 (inf/NaN) is forced to float32's 255."""
     if bf16:
         return np.uint32(h << 16).view(np.float32)
     if HARDWARE_F16:   # vcvtph2ps on 8 values (NaN payloads may gain the quiet bit)
