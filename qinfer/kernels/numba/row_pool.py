@@ -31,6 +31,7 @@ from numba.extending import intrinsic
 
 CHUNKS_PER_THREAD = 8    # chunks per participating thread: small enough to balance a late or slow thread
 SPIN = 1 << 14           # polls of the done counter before the caller yields its core
+WAKE_SPINS = 1 << 14     # signal polls (~0.3 ms) a worker makes after a job before blocking
 MAX_THREADS = os.cpu_count() or 1   # read once: ~50 us per call in a container
 
 
@@ -67,13 +68,42 @@ def _rows_done(state, n_rows, spins):
     return False
 
 
+@njit(cache=True)
+def _bump(signal):
+    atomic_add(signal, 0, 1)
+
+
+@njit(cache=True, nogil=True)
+def _await_signal(signal, seen, spins):
+    """Poll signal[0] (without the GIL) until it differs from seen, at most
+    `spins` times; the new value or seen."""
+    for _ in range(spins):
+        v = atomic_add(signal, 0, 0)
+        if v != seen:
+            return v
+    return seen
+
+
 class _Worker:
+    """A thread running the kernels put in its queue. After each job it polls
+    a signal counter for WAKE_SPINS rounds without the GIL before blocking on
+    the queue: a blocked thread woke too late on a busy machine (after the
+    caller had claimed every chunk of a 2 ms matvec), a polling one starts at
+    once. The queue carries the jobs; the signal is only a hint."""
+
     def __init__(self):
         self.jobs = queue.SimpleQueue()
+        self.signal = np.zeros(1, dtype=np.int64)
         threading.Thread(target=self._loop, daemon=True, name="qinfer-numba-rows").start()
 
+    def submit(self, job):
+        self.jobs.put(job)
+        _bump(self.signal)
+
     def _loop(self):
+        seen = 0
         while True:
+            seen = _await_signal(self.signal, seen, WAKE_SPINS)
             kernel, args = self.jobs.get()
             kernel(*args)
 
@@ -96,7 +126,7 @@ def run(kernel, args, n_rows, n_threads):
     chunk_rows = max(1, -(-n_rows // (CHUNKS_PER_THREAD * n_threads)))
     state = np.zeros(2, dtype=np.int64)
     for worker in _get_workers(n_threads - 1):
-        worker.jobs.put((kernel, args + (state, chunk_rows)))
+        worker.submit((kernel, args + (state, chunk_rows)))
     kernel(*args, state, chunk_rows)
     while not _rows_done(state, n_rows, SPIN):
         time.sleep(0)   # a worker is finishing a chunk: let it have the core
