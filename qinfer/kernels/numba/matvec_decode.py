@@ -3,7 +3,7 @@ decoded to float32 scratch, then float dot products.
 
 The integer kernels of matmul.py end every block (16-32 codes) in a horizontal
 reduction, which LLVM cannot keep out of the block loop. Here each weight row
-is decoded a CHUNK at a time into a float32 scratch buffer that stays in L1:
+is decoded a CHUNK at a time into a float32 scratch buffer that stays in L1/L2:
 a loop per block (16-32 codes) with no reduction (broadcast the block's scale,
 unpack the codes, convert, one fused multiply-add, store), which LLVM
 vectorises at 8 floats per instruction. The chunk is then dotted with the
