@@ -7,7 +7,9 @@ matmul(qt, w, x, out=None, n_threads=None) is qinfer.kernels.numba.matmul.
 import importlib
 
 import numba  # noqa: F401  (import error here = backend unavailable)
+import numpy as np
 
+from ..errors import QinferError
 from ._dispatch import missing
 from .numpy_backend import Backend as _Reference
 
@@ -47,3 +49,28 @@ class Backend:
 
         qt, w, x, out = _Reference.matmul_args(qt, w, x, out)
         return mm.matmul(qt, w, x, out, n_threads)
+
+    def bind_matmul(self, qt, w, n_in, n_threads=None):
+        """x -> x @ W.T for one weight matrix, checks and the kernels' view of
+        its rows worked out once (generation calls each matrix per token)."""
+        from .numba import matmul as mm
+
+        qt, w, _, _ = _Reference.matmul_args(qt, w, np.zeros((0, n_in), np.float32), None)
+        if isinstance(w, np.memmap):
+            w = w.view(np.ndarray)
+        n_out = w.shape[0]
+        if (qt.block_size == 1 and qt.name not in ("F16", "BF16")) or n_out == 0:
+            return lambda x: self.matmul(qt, w, x, n_threads=n_threads)
+        flat, stride = mm.weight_rows(qt, w)
+        name = f"matmul ({qt.name})"
+
+        def run(x):
+            if x.dtype != np.float32 or not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x, dtype=np.float32)
+            if x.ndim != 2 or x.shape[1] != n_in:
+                raise QinferError(f"{name}: activations of shape {x.shape}, expected [n, {n_in}]")
+            out = np.empty((x.shape[0], n_out), dtype=np.float32)
+            return mm.matmul_rows(qt, flat, stride, n_out, x, out, n_threads)
+
+        return run
+

@@ -233,12 +233,28 @@ def matmul(qt, w, x, out, n_threads=None):
             r1 = min(n_out, r0 + slab)
             out[:, r0:r1] = x @ w[r0:r1].view(np.float32).T
         return out
+    flat, stride = weight_rows(qt, w)
+    return matmul_rows(qt, flat, stride, n_out, x, out, n_threads)
+
+
+def weight_rows(qt, w):
+    """(flat, stride): the rows of w as the kernels take them (flat_rows), for
+    every type but F32; a model works this out once per matrix."""
+    flat, stride = flat_rows(w)
+    if qt.name in ("F16", "BF16") and stride % 2:
+        # rows of a padded buffer at odd offsets: not a uint16 array
+        flat, stride = flat_rows(np.ascontiguousarray(w))
+    return flat, stride
+
+
+def matmul_rows(qt, flat, stride, n_out, x, out, n_threads=None):
+    """matmul() on weight rows already in weight_rows() form."""
+    n_tok, n_in = x.shape
+    if n_out == 0 or n_tok == 0:
+        return out
     lane = 16   # the inner loop length, a run-time value (module doc)
     n_threads = n_threads or numba.get_num_threads()
-    flat, stride = flat_rows(w)
     if qt.name in ("F16", "BF16"):
-        if stride % 2:   # rows of a padded buffer at odd offsets: not a uint16 array
-            flat, stride = flat_rows(np.ascontiguousarray(w))
         run(_mm_half, (flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16"), n_out, n_threads)
         return out
     if n_tok == 1 and qt.name in matvec_decode.TYPES:
