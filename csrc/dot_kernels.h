@@ -58,6 +58,7 @@ typedef struct {
     int block_bytes;    /* weight bytes per block */
     qi_dot_fn dot[4];
     qi_dot_rows_fn rows[4];
+    int rows_per_call;  /* most weight rows a rows[] call takes (0: QI_FLOAT_ROWS) */
 } qi_dot_type;
 
 const qi_dot_type *qi_dot_type_get(int ggml_type);
@@ -101,6 +102,13 @@ void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
 void qi_dot_f32_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_f16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_bf16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+/* Tiles of 4 weight rows (dot_legacy_avx2.c): rows_per_call 4. */
+#define QI_LEGACY_ROWS 4
+void qi_dot_q4_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q4_1_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q5_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q5_1_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q8_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 
 QI_DECLARE_DOT(qi_dot_f32)
 QI_DECLARE_DOT(qi_dot_f16)
