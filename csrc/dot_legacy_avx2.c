@@ -30,7 +30,12 @@
  * int16 range: |q| <= 127 (dot_kernels.h); nibble types u <= 31, so a maddubs
  * pair is <= 2*31*127 = 7874, the sum of the two halves <= 15748 and the hadd
  * <= 31496 < 32767: exact. Q8_0 (|u| <= 128 after the sign trick: a pair may
- * reach 32512) takes the int32 route: madd per half, then an int32 hadd. */
+ * reach 32512) takes the int32 route: madd per half, then an int32 hadd.
+ *
+ * Tried: vectors of 8 bytes of each of the 4 rows (a 64-bit transpose of the
+ * codes, activations broadcast per 8 bytes), whose int16 products need no
+ * horizontal add; as fast for Q4_0, 5-10% slower for Q8_0/Q5_* (4 more
+ * broadcast loads per token and block), so not kept. */
 #include "dot_legacy.h"
 
 #if defined(QI_X86)
@@ -128,8 +133,11 @@ INLINE __m256i idot4(int ty, const uint8_t *ab, __m256i alo, __m256i ahi, __m256
 /* s[r * QI_TILE + t] for rows w[0..3] (pointers; repeated rows are computed
  * and discarded by the caller) and tokens t < NA (a constant). */
 INLINE void legacy_tile(int ty, int NA, int64_t nb, const uint8_t *const w[4], const uint8_t *a,
-                        size_t as, __m256 *acc) {
+                        size_t as, __m256 *out) {
     const int bb = legacy_block_bytes(ty);
+    /* local accumulators: through out[] GCC kept them in memory (one store
+     * per block and token on the FMA chain) */
+    __m256 acc[QI_TILE];
     for (int t = 0; t < NA; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b[4] = {w[0] + i * bb, w[1] + i * bb, w[2] + i * bb, w[3] + i * bb};
@@ -155,6 +163,7 @@ INLINE void legacy_tile(int ty, int NA, int64_t nb, const uint8_t *const w[4], c
             if (ty != L_Q8_0) acc[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss((const float *)(ab + 4)), acc[t]);
         }
     }
+    for (int t = 0; t < NA; t++) out[t] = acc[t];
 }
 
 /* Tiles of 4 rows over nw rows and na tokens; s[r * QI_TILE + t]. */
