@@ -102,13 +102,22 @@ void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
 void qi_dot_f32_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_f16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_bf16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
-/* Tiles of 4 weight rows (dot_legacy_avx2.c): rows_per_call 4. */
+/* Tiles of 4 weight rows (dot_legacy_avx2.c, dot_legacy.c for NEON): rows_per_call 4. */
 #define QI_LEGACY_ROWS 4
 void qi_dot_q4_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_q4_1_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_q5_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_q5_1_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_q8_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+/* The same 4-row tiles on NEON, plain and dotprod (dot_legacy.c). */
+#define QI_DECLARE_LEGACY_ROWS_NEON(name) \
+    void name##_rows_neon(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *); \
+    void name##_rows_dotprod(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q4_0)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q4_1)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q5_0)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q5_1)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q8_0)
 
 QI_DECLARE_DOT(qi_dot_f32)
 QI_DECLARE_DOT(qi_dot_f16)

@@ -29,8 +29,9 @@
 #define KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}, {NULL, NULL, NULL, NULL}
 /* The float kernels have no use for SDOT: NEON level 3 falls back to level 2. */
 #define FLOAT_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), NULL}, {NULL, AVX2(f##_rows), NULL, NULL}
-/* The 32-element formats: 4-row tiles on AVX2 (dot_legacy_avx2.c). */
-#define LEGACY_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}, {NULL, AVX2(f##_rows), NULL, NULL}, QI_LEGACY_ROWS
+/* The 32-element formats: 4-row tiles on AVX2 and NEON (dot_legacy*.c). */
+#define LEGACY_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}, \
+    {NULL, AVX2(f##_rows), NEON(f##_rows), DOTPROD(f##_rows)}, QI_LEGACY_ROWS
 
 static const qi_dot_type g_types[] = {
     {0, QI_ACT_F32, 1, 4, FLOAT_KERNELS(qi_dot_f32)},
