@@ -150,7 +150,8 @@ INLINE void legacy_tile(int ty, int NA, int64_t nb, const uint8_t *const w[4], c
          * stream at the pace of this tile made it 25-35% faster than before
          * the tiles (benches/README.md). Out-of-range prefetches are harmless. */
         if (NA == 1)
-            for (int off = 0; off < 4 * bb; off += 64) _mm_prefetch((const char *)next + i * 4 * bb + off, _MM_HINT_T0);
+            for (int off = 0; off < 4 * bb; off += 64)
+                _mm_prefetch((const char *)next + i * 4 * bb + off, _MM_HINT_T0);
         __m256i alo, ahi, blo, bhi;
         decode_pair(ty, b[0], b[1], &alo, &ahi);
         decode_pair(ty, b[2], b[3], &blo, &bhi);
