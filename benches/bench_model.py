@@ -1,14 +1,16 @@
 """Whole-model speed: qinfer vs llama.cpp (llama-cpp-python) on the same GGUF files.
 
-    python benches/bench_model.py [--shape mistral-1b|mixtral-small|tiny] [--types Q4_0,Q4_K_M,Q8_0]
-                                  [--threads 1,2] [--pp 256] [--tg 64] [--dir DIR]
-                                  [--backends auto|native,numba,...]
+    python benches/bench_model.py [--shape mistral-1b|mistral-7b|mixtral-1b|mixtral-small|tiny]
+                                  [--types Q4_0,Q4_K_M,Q8_0] [--threads 1,2] [--pp 256] [--tg 64]
+                                  [--dir DIR] [--backends auto|native,numba,...] [--random-quant] [--reps N]
 
 Random weights (speed does not depend on them): an F16 file is written with
 gguf-py, then quantized by llama.cpp's own llama_model_quantize to each file
-type, so both runtimes read identical bytes. For each file and thread count:
+type, so both runtimes read identical bytes (--random-quant instead writes
+random blocks of the types llama.cpp's recipe picks, for the 7B shape). For
+each file and thread count:
 pp = tokens/s of one forward pass over a --pp token prompt; tg = tokens/s of
---tg single-token steps after such a prompt (no sampling). tg is also reported as a
+--tg single-token steps after a 16-token prompt (no sampling). tg is also reported as a
 fraction of the memory bandwidth measured here (a numpy streaming read):
 generation reads every weight byte (every active expert's, for MoE) once per
 token, so bytes/token * tg / bandwidth says how close to the hardware limit it is.
@@ -28,25 +30,25 @@ SHAPES = {
     "mistral-1b": dict(dim=2048, n_layers=16, n_heads=16, n_kv=8, hidden=5632, vocab=32768, experts=0),
     # Mixtral-shaped (8 experts, top-2) at a size this machine holds: dim 1024, 8 layers.
     "mixtral-small": dict(dim=1024, n_layers=8, n_heads=16, n_kv=8, hidden=2816, vocab=32768, experts=8),
+    # Mistral-7B: dim 4096, 32 layers, 32 heads, 8 KV heads, hidden 14336 (write with --random-quant).
+    "mistral-7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv=8, hidden=14336, vocab=32768, experts=0),
+    # Mixtral-shaped at the 1B model's width: 8 experts (top-2) per layer, 4.6B weights, ~1.3B active.
+    "mixtral-1b": dict(dim=2048, n_layers=16, n_heads=16, n_kv=8, hidden=5632, vocab=32768, experts=8),
     "tiny": dict(dim=256, n_layers=2, n_heads=4, n_kv=2, hidden=512, vocab=1024, experts=0),
 }
 
 
-def write_random_f16(path, dim, n_layers, n_heads, n_kv, hidden, vocab, experts, seed=0):
-    from gguf import GGUFWriter
+FTYPE_IDS = {"F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11,
+             "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}
 
-    rng = np.random.default_rng(seed)
-    hd = dim // n_heads
 
-    def mat(*shape):
-        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
-
-    w = GGUFWriter(str(path), "llama")
+def add_hparams(w, dim, n_layers, n_heads, n_kv, hidden, vocab, experts, file_type):
+    """The llama-architecture metadata and a byte-fallback SentencePiece vocabulary."""
     w.add_name(f"random-{'mixtral' if experts else 'mistral'}")
     for add, v in ((w.add_context_length, 4096), (w.add_embedding_length, dim), (w.add_block_count, n_layers),
                    (w.add_feed_forward_length, hidden), (w.add_head_count, n_heads),
-                   (w.add_head_count_kv, n_kv), (w.add_rope_dimension_count, hd), (w.add_vocab_size, vocab),
-                   (w.add_file_type, 1)):
+                   (w.add_head_count_kv, n_kv), (w.add_rope_dimension_count, dim // n_heads),
+                   (w.add_vocab_size, vocab), (w.add_file_type, file_type)):
         add(v)
     w.add_rope_freq_base(1e6)
     w.add_layer_norm_rms_eps(1e-5)
@@ -59,29 +61,105 @@ def write_random_f16(path, dim, n_layers, n_heads, n_kv, hidden, vocab, experts,
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * vocab)
     w.add_token_types([2, 3, 3] + [6] * 256 + [1] * (vocab - 259))
-    w.add_tensor("token_embd.weight", mat(vocab, dim))
+
+
+def tensor_shapes(dim, n_layers, n_heads, n_kv, hidden, vocab, experts):
+    """(name, numpy shape) of every tensor of the llama graph, in file order."""
+    hd = dim // n_heads
+    shapes = [("token_embd.weight", (vocab, dim))]
     for i in range(n_layers):
         b = f"blk.{i}."
-        w.add_tensor(b + "attn_norm.weight", np.ones(dim, np.float32))
-        w.add_tensor(b + "attn_q.weight", mat(dim, dim))
-        w.add_tensor(b + "attn_k.weight", mat(n_kv * hd, dim))
-        w.add_tensor(b + "attn_v.weight", mat(n_kv * hd, dim))
-        w.add_tensor(b + "attn_output.weight", mat(dim, dim))
-        w.add_tensor(b + "ffn_norm.weight", np.ones(dim, np.float32))
+        shapes += [(b + "attn_norm.weight", (dim,)), (b + "attn_q.weight", (dim, dim)),
+                   (b + "attn_k.weight", (n_kv * hd, dim)), (b + "attn_v.weight", (n_kv * hd, dim)),
+                   (b + "attn_output.weight", (dim, dim)), (b + "ffn_norm.weight", (dim,))]
         if experts:
-            w.add_tensor(b + "ffn_gate_inp.weight", mat(experts, dim).astype(np.float32))
-            w.add_tensor(b + "ffn_gate_exps.weight", mat(experts, hidden, dim))
-            w.add_tensor(b + "ffn_up_exps.weight", mat(experts, hidden, dim))
-            w.add_tensor(b + "ffn_down_exps.weight", mat(experts, dim, hidden))
+            shapes += [(b + "ffn_gate_inp.weight", (experts, dim)), (b + "ffn_gate_exps.weight", (experts, hidden, dim)),
+                       (b + "ffn_up_exps.weight", (experts, hidden, dim)),
+                       (b + "ffn_down_exps.weight", (experts, dim, hidden))]
         else:
-            w.add_tensor(b + "ffn_gate.weight", mat(hidden, dim))
-            w.add_tensor(b + "ffn_up.weight", mat(hidden, dim))
-            w.add_tensor(b + "ffn_down.weight", mat(dim, hidden))
-    w.add_tensor("output_norm.weight", np.ones(dim, np.float32))
-    w.add_tensor("output.weight", mat(vocab, dim))
+            shapes += [(b + "ffn_gate.weight", (hidden, dim)), (b + "ffn_up.weight", (hidden, dim)),
+                       (b + "ffn_down.weight", (dim, hidden))]
+    shapes += [("output_norm.weight", (dim,)), ("output.weight", (vocab, dim))]
+    return shapes
+
+
+def write_random_f16(path, dim, n_layers, n_heads, n_kv, hidden, vocab, experts, seed=0):
+    from gguf import GGUFWriter
+
+    rng = np.random.default_rng(seed)
+    w = GGUFWriter(str(path), "llama")
+    add_hparams(w, dim, n_layers, n_heads, n_kv, hidden, vocab, experts, file_type=1)
+    for name, shape in tensor_shapes(dim, n_layers, n_heads, n_kv, hidden, vocab, experts):
+        if "_norm." in name:
+            w.add_tensor(name, np.ones(shape, np.float32))
+        else:
+            x = rng.standard_normal(shape, dtype=np.float32) * 0.02
+            w.add_tensor(name, x if name.endswith("ffn_gate_inp.weight") else x.astype(np.float16))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
+    w.close()
+
+
+# The f16 scale fields of each block type (byte offset, value). Random bytes
+# everywhere else (codes, packed sub-block scales) make valid blocks; these
+# magnitudes keep the weights around 0.01-0.1 so activations stay finite.
+SCALE_FIELDS = {
+    "Q4_0": ((0, 4e-3),), "Q4_1": ((0, 4e-3), (2, -3e-2)), "Q5_0": ((0, 2e-3),),
+    "Q5_1": ((0, 2e-3), (2, -3e-2)), "Q8_0": ((0, 2e-4),), "Q2_K": ((80, 1e-3), (82, 1e-3)),
+    "Q3_K": ((108, 1e-3),), "Q4_K": ((0, 2e-4), (2, 2e-4)), "Q5_K": ((0, 1e-4), (2, 1e-4)),
+    "Q6_K": ((208, 5e-5),),
+}
+
+
+def write_random_quantized(path, ftype, dim, n_layers, n_heads, n_kv, hidden, vocab, experts, seed=0):
+    """A GGUF of file type `ftype` with random blocks, streamed to disk.
+
+    Quantizing a 7B F16 file takes llama.cpp ~10 CPU-minutes per type and the
+    F16 file itself 14.5 GB; speed does not depend on the weights, so this
+    writes random blocks of the types llama.cpp's recipe would choose (our
+    convert/recipes.py, which the converter tests prove equal to llama.cpp's)."""
+    import types
+
+    from gguf import GGMLQuantizationType, GGUFWriter
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from convert.recipes import tensor_type
+    from qinfer.quants import get_type
+
+    rng = np.random.default_rng(seed)
+    params = types.SimpleNamespace(n_experts=experts, n_heads=n_heads, n_kv_heads=n_kv, n_layers=n_layers,
+                                   tied=False)
+    shapes = tensor_shapes(dim, n_layers, n_heads, n_kv, hidden, vocab, experts)
+
+    w = GGUFWriter(str(path), "llama")
+    add_hparams(w, dim, n_layers, n_heads, n_kv, hidden, vocab, experts, file_type=FTYPE_IDS[ftype])
+    plan = []
+    for name, shape in shapes:
+        t = tensor_type(name, shape, ftype, params)
+        if t == "F32":
+            plan.append((name, None, shape))
+            w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * int(np.prod(shape)))
+            continue
+        qt = get_type(t)
+        byte_shape = shape[:-1] + (qt.row_bytes(shape[-1]),)
+        plan.append((name, qt, byte_shape))
+        w.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
+                          raw_dtype=GGMLQuantizationType[t])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for name, qt, shape in plan:
+        if qt is None:
+            ones = "_norm." in name
+            w.write_tensor_data(np.ones(shape, np.float32) if ones
+                                else (rng.standard_normal(shape, dtype=np.float32) * 0.02))
+            continue
+        data = np.frombuffer(rng.bytes(int(np.prod(shape))), dtype=np.uint8).reshape(shape).copy()
+        blocks = data.reshape(-1, qt.type_size)
+        for off, val in SCALE_FIELDS[qt.name]:
+            blocks[:, off:off + 2] = np.array([val], dtype=np.float16).view(np.uint8)
+        w.write_tensor_data(data)
     w.close()
 
 
@@ -95,14 +173,20 @@ def quantize_with_llamacpp(src, dst, ftype):
         raise RuntimeError(f"llama_model_quantize {ftype} failed")
 
 
-def bandwidth_gbs():
-    """Streaming read bandwidth (GB/s): best of 5 sums over a 512 MiB array."""
+def bandwidth_gbs(threads=1):
+    """Streaming read bandwidth (GB/s): best of 5 sums over a 512 MiB array,
+    split over `threads` threads (numpy releases the GIL in the sum; one core
+    alone does not saturate the memory bus)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     a = np.ones(1 << 27, dtype=np.float32)
+    parts = np.array_split(a, threads)
     best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a.sum()
-        best = min(best, time.perf_counter() - t)
+    with ThreadPoolExecutor(threads) as ex:
+        for _ in range(5):
+            t = time.perf_counter()
+            list(ex.map(np.sum, parts))
+            best = min(best, time.perf_counter() - t)
     return a.nbytes / best / 1e9
 
 
@@ -121,28 +205,44 @@ def bytes_per_token(path):
     return total
 
 
-def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
-    import qinfer
+# tg is timed after a prompt of this many tokens (the issue: "64 tokens after a
+# short prompt"), so the KV cache holds 16..80 positions while it runs.
+TG_PROMPT = 16
 
-    m = qinfer.load(path, n_ctx=pp + tg + 1, n_threads=threads, backend=backend)
+
+def time_runtime(reset, eval_tokens, n_vocab, pp, tg, reps):
+    """Best-of-reps pp and tg tokens/s. A short prompt and one generated token
+    first warm up (JIT compilation, page faults of the mapped file); a full
+    warm-up prompt would add a minute per run at the 7B shape."""
     rng = np.random.default_rng(0)
+    reset()
+    eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))
+    eval_tokens(rng.integers(0, n_vocab, 1))
     res = {}
     best = float("inf")
-    for _ in range(reps + 1):  # the first run warms up (JIT, page faults)
-        m.reset()
+    for _ in range(reps):
+        reset()
         t = time.perf_counter()
-        m.eval(rng.integers(0, m.n_vocab, pp), last_only=True)
+        eval_tokens(rng.integers(0, n_vocab, pp))
         best = min(best, time.perf_counter() - t)
     res["pp"] = pp / best
     best = float("inf")
     for _ in range(reps):
-        m.reset()
-        m.eval(rng.integers(0, m.n_vocab, pp), last_only=True)  # untimed prompt
+        reset()
+        eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))  # untimed short prompt
         t = time.perf_counter()
-        for tok in rng.integers(0, m.n_vocab, tg):
-            m.eval([int(tok)], last_only=True)
+        for tok in rng.integers(0, n_vocab, tg):
+            eval_tokens([int(tok)])
         best = min(best, time.perf_counter() - t)
     res["tg"] = tg / best
+    return res
+
+
+def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
+    import qinfer
+
+    m = qinfer.load(path, n_ctx=max(pp, TG_PROMPT) + tg + 1, n_threads=threads, backend=backend)
+    res = time_runtime(m.reset, lambda ids: m.eval(ids, last_only=True), m.n_vocab, pp, tg, reps)
     res["backend"] = m.backend.name
     return res
 
@@ -150,27 +250,9 @@ def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
 def time_llamacpp(path, threads, pp, tg, reps=2):
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(path), n_ctx=pp + tg + 1, n_batch=512, n_threads=threads,
+    llm = llama_cpp.Llama(str(path), n_ctx=max(pp, TG_PROMPT) + tg + 1, n_batch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
-    rng = np.random.default_rng(0)
-    res = {}
-    best = float("inf")
-    for _ in range(reps + 1):
-        llm.reset()
-        t = time.perf_counter()
-        llm.eval([int(x) for x in rng.integers(0, llm.n_vocab(), pp)])
-        best = min(best, time.perf_counter() - t)
-    res["pp"] = pp / best
-    best = float("inf")
-    for _ in range(reps):
-        llm.reset()
-        llm.eval([int(x) for x in rng.integers(0, llm.n_vocab(), pp)])  # untimed prompt
-        t = time.perf_counter()
-        for tok in rng.integers(0, llm.n_vocab(), tg):
-            llm.eval([int(tok)])
-        best = min(best, time.perf_counter() - t)
-    res["tg"] = tg / best
-    return res
+    return time_runtime(llm.reset, lambda ids: llm.eval([int(x) for x in ids]), llm.n_vocab(), pp, tg, reps)
 
 
 def main(argv=None):
@@ -184,27 +266,38 @@ def main(argv=None):
     ap.add_argument("--no-llamacpp", action="store_true", help="time qinfer only")
     ap.add_argument("--backends", default="auto",
                     help="qinfer backends to time, comma-separated (auto, native, numba, numpy)")
+    ap.add_argument("--random-quant", action="store_true",
+                    help="write each file type's blocks at random instead of quantizing an F16 file "
+                         "with llama.cpp (for shapes too big for that, e.g. mistral-7b)")
+    ap.add_argument("--reps", type=int, default=2, help="timed repetitions (best kept), after a short warm-up")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     f16 = os.path.join(args.dir, f"{args.shape}-F16.gguf")
-    if not os.path.exists(f16):
+    if not args.random_quant and not os.path.exists(f16):
         print(f"writing {f16} ...", file=sys.stderr)
         write_random_f16(f16 + ".tmp", **SHAPES[args.shape])
         os.replace(f16 + ".tmp", f16)
-    bw = bandwidth_gbs()
-    print(f"# shape {args.shape}; memory read bandwidth {bw:.1f} GB/s; cpu count {os.cpu_count()}")
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    bw = max(bandwidth_gbs(n) for n in sorted(set([1] + thread_counts)))
+    from qinfer.kernels.native_backend import cpu_features
+    print(f"# shape {args.shape}; memory read bandwidth {bw:.1f} GB/s (best over thread counts); "
+          f"cpu count {os.cpu_count()}; cpu features {'+'.join(cpu_features())}")
     print(f"{'type':8s} {'thr':>3s} {'runtime':>13s} {'pp t/s':>9s} {'tg t/s':>8s} {'tg %bw':>7s}")
     for ftype in args.types.split(","):
-        path = os.path.join(args.dir, f"{args.shape}-{ftype}.gguf")
-        if ftype != "F16" and not os.path.exists(path):
+        path = os.path.join(args.dir, f"{args.shape}-{ftype}{'-random' if args.random_quant else ''}.gguf")
+        if args.random_quant and not os.path.exists(path):
+            print(f"writing {path} ...", file=sys.stderr)
+            write_random_quantized(path + ".tmp", ftype, **SHAPES[args.shape])
+            os.replace(path + ".tmp", path)
+        elif ftype != "F16" and not os.path.exists(path):
             quantize_with_llamacpp(f16, path + ".tmp", ftype)
             os.replace(path + ".tmp", path)
         per_tok = bytes_per_token(path)
-        for threads in (int(t) for t in args.threads.split(",")):
+        for threads in thread_counts:
             runs = [("qinfer", functools.partial(time_qinfer, backend=b)) for b in args.backends.split(",")]
             runs += [] if args.no_llamacpp else [("llama.cpp", time_llamacpp)]
             for name, fn in runs:
-                r = fn(path, threads, args.pp, args.tg)
+                r = fn(path, threads, args.pp, args.tg, reps=args.reps)
                 label = f"{name}/{r['backend']}" if "backend" in r else name
                 frac = 100 * per_tok * r["tg"] / (bw * 1e9)
                 print(f"{ftype:8s} {threads:3d} {label:>13s} {r['pp']:9.1f} {r['tg']:8.2f} {frac:6.1f}%",

@@ -102,6 +102,8 @@ void qi_kq_codes_scalar(int ty, const uint8_t *b, uint8_t *u);
 void qi_dot_f32_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_f16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 void qi_dot_bf16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+/* Q4_K: weight rows in pairs, one per 128-bit lane (dot_kquant_pair_avx2.c). */
+void qi_dot_q4_k_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 /* Tiles of 4 weight rows (dot_legacy_avx2.c, dot_legacy.c for NEON): rows_per_call 4. */
 #define QI_LEGACY_ROWS 4
 void qi_dot_q4_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);

@@ -1,4 +1,9 @@
-/* AVX2 dot kernels of the K-quants (decomposition in dot_kquant.c).
+/* AVX2 dot kernels of the K-quants with 16-weight groups, Q2_K, Q3_K and
+ * Q6_K (decomposition in dot_kquant.c); Q4_K and Q5_K, whose scales cover 32
+ * weights, go two rows at a time (dot_kquant_pair_avx2.c). Both were measured
+ * both ways: for these three types the pair layout gained nothing (Q2_K,
+ * Q3_K) or lost 12% (Q6_K) with 4 activation rows, as only a whole-chunk
+ * scale lets the pair add its two halves before the scale multiply.
  *
  * A super-block is taken 32 codes (one "chunk") at a time: chunk k holds the
  * weights 32k..32k+31, i.e. the 16-groups 2k and 2k+1. Its codes are unpacked
@@ -11,8 +16,8 @@
  * (kq_scale_state), which costs less than a cross-lane permute.
  * The offsets sum_j mn[j]*bsums[j] are one madd with the row's bsums. For
  * Q3_K and Q6_K (offset factor = d) they are subtracted in int32 before the
- * single conversion to float (exact: |mn*bsums| pair sums < 2^25); Q2_K,
- * Q4_K and Q5_K have their own dmin and take a second float multiply-add.
+ * single conversion to float (exact: |mn*bsums| pair sums < 2^25); Q2_K has
+ * its own dmin and takes a second float multiply-add.
  * Loads of the same packed bytes by neighbouring chunks are merged by the
  * compiler, so each weight byte is read once per super-block. */
 #include "dot_kernels.h"
@@ -42,12 +47,6 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i chunk_codes(
         if (ty == 11) c = _mm256_or_si256(c, bit_to(load32(b), k, 2));
         return c;
     }
-    case 12: case 13: {
-        const uint8_t *qs = b + (ty == 12 ? 16 : 48);
-        __m256i c = shr_mask(load32(qs + 32 * (k / 2)), 4 * (k % 2), 15);
-        if (ty == 13) c = _mm256_or_si256(c, bit_to(load32(b + 16), k, 4));
-        return c;
-    }
     default: {
         const int h = k / 4, kk = k % 4;
         const __m256i lo = shr_mask(load32(b + 64 * h + 32 * (kk % 2)), 4 * (kk / 2), 15);
@@ -72,8 +71,6 @@ typedef struct { __m256i src, src2, mn; } kq_scale_state;
 /* Shuffle patterns (0x80 = zero byte):
  * PICK_U8_PAIR[k]: from 16 unsigned byte scales in both lanes, byte 2k
  *   zero-extended in the low lane, byte 2k+1 in the high lane (Q2_K);
- * PICK_U8_SAME[k]: the scale of chunk k zero-extended in both lanes (Q4_K/Q5_K:
- *   one scale per 32 weights; bytes sc[0..3], mn[0..3], sc[4..7], mn[4..7]);
  * PICK_I16[m]: from 8 int16 scales in both lanes, int16 2m in the low lane,
  *   2m+1 in the high lane (Q3_K/Q6_K, signed scales widened beforehand). */
 #define Z 0x80
@@ -82,10 +79,6 @@ static const uint8_t PICK_U8_PAIR[8][32] __attribute__((aligned(32))) = {
     {PAIR(0, 1)}, {PAIR(2, 3)}, {PAIR(4, 5)}, {PAIR(6, 7)},
     {PAIR(8, 9)}, {PAIR(10, 11)}, {PAIR(12, 13)}, {PAIR(14, 15)},
 };
-static const uint8_t PICK_U8_SAME[8][32] __attribute__((aligned(32))) = {
-    {PAIR(0, 0)}, {PAIR(1, 1)}, {PAIR(2, 2)}, {PAIR(3, 3)},
-    {PAIR(8, 8)}, {PAIR(9, 9)}, {PAIR(10, 10)}, {PAIR(11, 11)},
-};
 #undef PAIR
 #define PAIR16(lo, hi) lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, \
                        hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1
@@ -93,10 +86,6 @@ static const uint8_t PICK_I16[4][32] __attribute__((aligned(32))) = {
     {PAIR16(0, 2)}, {PAIR16(4, 6)}, {PAIR16(8, 10)}, {PAIR16(12, 14)},
 };
 #undef PAIR16
-/* Q4_K/Q5_K offsets: int16 j = min j/2, at byte 4 + j/2 (j < 8) or 8 + j/2 */
-static const uint8_t PICK_K4_MINS[32] __attribute__((aligned(32))) = {
-    4, Z, 4, Z, 5, Z, 5, Z, 6, Z, 6, Z, 7, Z, 7, Z, 12, Z, 12, Z, 13, Z, 13, Z, 14, Z, 14, Z, 15, Z, 15, Z,
-};
 #undef Z
 
 QI_TARGET_AVX2 static inline __m256i pick(__m256i v, const uint8_t *pattern) {
@@ -127,24 +116,6 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int
         st->mn = _mm256_slli_epi16(sc, 2);
         break;
     }
-    case 12: case 13: {
-        /* The 12 scale bytes s[0..11] as one 64-bit word L = s[0..7] and
-         * H = s[8..11]: lo = L & 0x3f.. gives sc[0..3], mn[0..3]; hi gives
-         * sc[4..7] = (H & 0x0f) | (s[0..3] >> 6) << 4 and mn[4..7] = (H >> 4)
-         * | (s[4..7] >> 6) << 4, both halves at once with H placed twice
-         * (H | H << 28: the upper copy lands shifted right by 4). */
-        uint64_t l;
-        uint32_t h;
-        memcpy(&l, b + 4, 8);
-        memcpy(&h, b + 12, 4);
-        const uint64_t hh = (uint64_t)h | ((uint64_t)h << 28);
-        const uint64_t lo = l & 0x3f3f3f3f3f3f3f3fu;
-        const uint64_t hi = (hh & 0x0f0f0f0f0f0f0f0fu) | ((l >> 2) & 0x3030303030303030u);
-        /* bytes: sc[0..3], mn[0..3], sc[4..7], mn[4..7] */
-        st->src = _mm256_broadcastsi128_si256(_mm_set_epi64x((long long)hi, (long long)lo));
-        st->mn = pick(st->src, PICK_K4_MINS);
-        break;
-    }
     default: {
         const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
         st->src = _mm256_permute2x128_si256(sc, sc, 0x00);
@@ -158,7 +129,6 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void scales_avx2(int
 QI_TARGET_AVX2 static inline __attribute__((always_inline)) __m256i chunk_scale(int ty, const kq_scale_state *st, int k) {
     switch (ty) {
     case 10: return pick(st->src, PICK_U8_PAIR[k]);
-    case 12: case 13: return pick(st->src, PICK_U8_SAME[k]);
     default: return pick(k < 4 ? st->src : st->src2, PICK_I16[k % 4]);
     }
 }
@@ -216,8 +186,8 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_rows(int ty,
                 acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_broadcast_ss((const float *)ab), dw), p, acc[t]);
             }
         } else {
-            /* d and dmin are adjacent (dm_at == d_at + 2 for Q2_K, Q4_K and
-             * Q5_K): one conversion of both */
+            /* d and dmin are adjacent (dm_at == d_at + 2 for Q2_K): one
+             * conversion of both */
             uint32_t d2;
             memcpy(&d2, b + d_at, 4);
             const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d2));
@@ -251,8 +221,6 @@ QI_TARGET_AVX2 static inline __attribute__((always_inline)) void kq_avx2(int ty,
     }
 KQ_AVX2(qi_dot_q2_k, 10)
 KQ_AVX2(qi_dot_q3_k, 11)
-KQ_AVX2(qi_dot_q4_k, 12)
-KQ_AVX2(qi_dot_q5_k, 13)
 KQ_AVX2(qi_dot_q6_k, 14)
 
 #endif

@@ -44,7 +44,8 @@ static const qi_dot_type g_types[] = {
     {8, QI_ACT_Q8, 32, 34, LEGACY_KERNELS(qi_dot_q8_0)},
     {10, QI_ACT_Q8K, 256, 84, KERNELS(qi_dot_q2_k)},
     {11, QI_ACT_Q8K, 256, 110, KERNELS(qi_dot_q3_k)},
-    {12, QI_ACT_Q8K, 256, 144, KERNELS(qi_dot_q4_k)},
+    {12, QI_ACT_Q8K, 256, 144, {qi_dot_q4_k_scalar, AVX2(qi_dot_q4_k), NEON(qi_dot_q4_k), DOTPROD(qi_dot_q4_k)},
+     {NULL, AVX2(qi_dot_q4_k_rows), NULL, NULL}},
     {13, QI_ACT_Q8K, 256, 176, KERNELS(qi_dot_q5_k)},
     {14, QI_ACT_Q8K, 256, 210, KERNELS(qi_dot_q6_k)},
 };

@@ -24,14 +24,26 @@ class Forward:
         self.hp, self.w, self.cache = hp, weights, cache
         self.be = backend
         self.ops = get_ops(backend)
+        if n_threads and hasattr(self.ops, "with_threads"):
+            self.ops = self.ops.with_threads(n_threads)
         self.n_threads = n_threads
+        self._bound = {}     # id(Matrix) -> x @ W.T, from the backend's bind_matmul
 
     # -- building blocks ---------------------------------------------------------
 
     def linear(self, m, x):
         """x @ W.T for a weight matrix m (quantized rows), x float32 [n, n_in]."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return self.be.matmul(m.qtype, m.data, x, n_threads=self.n_threads)
+        fn = self._bound.get(id(m))
+        if fn is None:
+            fn = self._bound[id(m)] = self._bind(m)
+        return fn(x)
+
+    def _bind(self, m):
+        bind = getattr(self.be, "bind_matmul", None)
+        if bind is not None:
+            return bind(m.qtype, m.data, m.n_in, n_threads=self.n_threads)
+        return lambda x: self.be.matmul(m.qtype, m.data, np.ascontiguousarray(x, dtype=np.float32),
+                                        n_threads=self.n_threads)
 
     def embed(self, ids):
         m = self.w.token_embd

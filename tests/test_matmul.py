@@ -317,3 +317,147 @@ def test_native_legacy_threads_give_identical_bits(type_name):
         check_against_oracle(qt, w, x, ref)
         for threads in (2, 3, 5):
             assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref), threads
+
+
+# ---- K-quant prompt kernels (session 3): extreme codes and scales -----------
+# The AVX2 Q4_K/Q5_K kernel takes two weight rows per pass and adds two int16
+# maddubs results before the scale multiply (csrc/dot_kquant_pair_avx2.c):
+# exact only while |sum| <= 2*2*31*127 = 15748 < 2^15, and the int32 sums of a
+# super-block must not overflow either. Random blocks never come near those
+# bounds; these rows do: every code at its maximum and every 6-bit scale/min
+# at 63 (Q6_K: int8 scales of 127 and -128), against activations that all
+# quantize to +127 or -127.
+K_QUANTS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+# f16 fields (d, dmin) per type, as in tests/support/random_blocks.py
+K_F16_AT = {"Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+
+
+def extreme_rows(qt, n_rows, n_in):
+    nb = n_in // qt.block_size
+    raw = np.full((n_rows, nb, qt.type_size), 0xFF, dtype=np.uint8)
+    if qt.name == "Q6_K":
+        raw[1::2, :, 192:208] = 0x80  # scale -128 on odd rows, -1 (0xFF) on even ones
+        raw[2::4, :, 192:208] = 0x7F  # and 127
+    one = np.array([1.0], dtype=np.float16).view(np.uint8)
+    for off in K_F16_AT[qt.name]:
+        raw[:, :, off:off + 2] = one
+    return raw.reshape(n_rows, nb * qt.type_size)
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+@pytest.mark.parametrize("type_name", K_QUANTS)
+@pytest.mark.parametrize("n_tok", [1, 4, 6])
+def test_kquant_extreme_codes_and_scales(type_name, n_tok):
+    qt = get_type(type_name)
+    n_in = 3 * 256
+    w = extreme_rows(qt, 7, n_in)   # 7: the last row of a pair kernel is paired with itself
+    sign = np.where(np.arange(n_tok)[:, None] % 2 == 0, 1.0, -1.0)
+    x = np.broadcast_to(sign * 0.5, (n_tok, n_in)).astype(np.float32)
+    y = get_backend("native").matmul(qt, w, x, n_threads=1)
+    check_against_oracle(qt, w, x, y)
+
+
+# ---- Numba one-token path (qinfer/kernels/numba/matvec_decode.py) ---------------
+# One token of these types is computed by decoding weight rows to float32 and
+# dotting them with the block-quantized activations (q*d), not by integer
+# block sums; the tests above cover it through n_tok = 1, these add what they
+# do not reach: rows longer than one decode chunk, the thread split, and
+# agreement with the C core for a single token.
+
+try:
+    from qinfer.kernels.numba import matmul_kquant as numba_kquant, matvec_decode
+except ImportError:   # numba not installed: the tests below skip
+    numba_kquant = matvec_decode = None
+
+
+@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+@pytest.mark.parametrize("type_name", matvec_decode.TYPES if matvec_decode else [])
+def test_numba_one_token_long_rows_and_threads(type_name):
+    """Rows of CHUNK + 256 values (a full decode chunk and a partial one) match
+    the oracle within the module bound, and 1 or 2 threads give the same bits
+    (each row is decoded and dotted by the same operations whatever the split)."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(21)
+    n_in = matvec_decode.CHUNK + 256
+    w = random_rows(qt, 37, n_in, rng)
+    x = rng.standard_normal((1, n_in)).astype(np.float32)
+    be = get_backend("numba")
+    y1 = be.matmul(qt, w, x, n_threads=1)
+    check_against_oracle(qt, w, x, y1)
+    assert np.array_equal(be.matmul(qt, w, x, n_threads=2), y1)
+
+
+@pytest.mark.skipif(len(FAST) < 2, reason="needs native and numba")
+@pytest.mark.parametrize("type_name", TYPES)
+@settings(max_examples=5, deadline=None)
+@given(n_out=st.integers(1, 70), n_blocks=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_native_and_numba_agree_one_token(type_name, n_out, n_blocks, seed):
+    """A generation step: both backends multiply by the same quantized
+    activations, so only float summation order differs (same bound as
+    test_native_and_numba_agree: twice the accumulation term)."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(seed)
+    n_in = qt.block_size * n_blocks if qt.block_size > 1 else 50 * n_blocks
+    w = random_rows(qt, n_out, n_in, rng)
+    x = (rng.standard_normal((1, n_in)) * rng.uniform(0.01, 10)).astype(np.float32)
+    a = get_backend("native").matmul(qt, w, x)
+    b = get_backend("numba").matmul(qt, w, x, n_threads=2)
+    mag = np.abs(x.astype(np.float64)) @ np.abs(oracle_weights(qt, w, n_in)).T
+    assert np.all(np.abs(a - b) <= (n_in // qt.block_size + 16) * 8 * U * mag + 1e-30)
+
+
+@pytest.mark.skipif(numba_kquant is None, reason="numba not installed")
+@pytest.mark.parametrize("features, expected", [("+avx2,+fma,+f16c", True), ("+avx2,+fma", False)])
+def test_numba_hardware_f16_follows_the_target_features(monkeypatch, features, expected):
+    """Half-to-float in hardware only when Numba's target has it (x86: F16C);
+    without it LLVM would emit a call Numba cannot link."""
+    import platform
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        pytest.skip("arm64 always converts in hardware")
+    monkeypatch.setattr(numba_kquant.numba.config, "CPU_FEATURES", features)
+    assert numba_kquant._hardware_f16() is expected
+
+
+@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+@pytest.mark.parametrize("type_name", ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "BF16"])
+def test_numba_threads_give_identical_bits(type_name):
+    """Rows are claimed in chunks by whichever thread is free (row_pool); each
+    row is computed by the same operations, so any split gives the same bits."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(13)
+    n_in = 2 * max(qt.block_size, 256)
+    w = random_rows(qt, 203, n_in, rng)
+    be = get_backend("numba")
+    for n_tok in (1, 5):
+        x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+        ref = be.matmul(qt, w, x, n_threads=1)
+        for threads in (2, 3):
+            assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref), (n_tok, threads)
+
+
+@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+def test_numba_concurrent_callers():
+    """Two Python threads share row_pool's workers; each call has its own row
+    counter, so neither takes or waits for the other's rows."""
+    qt = get_type("Q4_0")
+    rng = np.random.default_rng(2)
+    w = random_rows(qt, 256, 2048, rng)
+    xs = [rng.standard_normal((n, 2048)).astype(np.float32) for n in (1, 4)]
+    be = get_backend("numba")
+    refs = [be.matmul(qt, w, x, n_threads=1) for x in xs]
+    errors = []
+
+    def run(k):
+        try:
+            for _ in range(30):
+                if not np.array_equal(be.matmul(qt, w, xs[k], n_threads=2), refs[k]):
+                    errors.append(k)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors

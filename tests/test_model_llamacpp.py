@@ -90,9 +90,7 @@ def test_f16_logits_match_llamacpp(f16_files, kind):
     assert (ours.argmax(1) == ref.argmax(1)).all()
 
 
-@pytest.mark.parametrize("kind", ["mistral", "mixtral"])
-def test_greedy_64_tokens_match_llamacpp(f16_files, kind):
-    path = f16_files[kind]
+def _assert_same_greedy_64(path):
     llm = _llama(path)
     ref = list(itertools.islice(llm.generate(PROMPT[:5], top_k=1, temp=0.0, repeat_penalty=1.0), 64))
     m = qinfer.load(path, n_ctx=256)
@@ -103,6 +101,19 @@ def test_greedy_64_tokens_match_llamacpp(f16_files, kind):
     assert ours == ref
     # Guard against a vacuous pass: the continuation is not one repeated token.
     assert len(set(ours)) > 8
+
+
+@pytest.mark.parametrize("kind", ["mistral", "mixtral"])
+def test_greedy_64_tokens_match_llamacpp(f16_files, kind):
+    _assert_same_greedy_64(f16_files[kind])
+
+
+@pytest.mark.parametrize("ftype", ["Q4_0", "Q4_K_M", "Q8_0", "Q2_K"])
+@pytest.mark.parametrize("kind", ["mistral", "mixtral"])
+def test_greedy_64_tokens_match_llamacpp_quantized(f16_files, tmp_path, kind, ftype):
+    # One token at a time through the generation kernels (one-row matvecs,
+    # the KV cache growing) on the same quantized bytes as llama.cpp.
+    _assert_same_greedy_64(llama_quantize(f16_files[kind], tmp_path / f"{kind}-{ftype}.gguf", ftype))
 
 
 @pytest.mark.parametrize("ftype", FTYPES)

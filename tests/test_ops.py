@@ -88,3 +88,22 @@ def test_attention_reference_semantics():
         np.testing.assert_allclose(out[0, 0, 0], (1.0 * 1 + 2.0 * 3) / 4, rtol=1e-5)
         # Causality: at position 0 only key 0 is visible.
         np.testing.assert_allclose(get_ops(b).attention(q, k, v, pos0=0)[0, 0, 0], 100.0, rtol=1e-6)
+
+
+@pytest.mark.skipif("native" not in available(), reason="the C core is not built")
+def test_native_rope_table_is_exact_and_never_stale():
+    # The native rope keeps the last cos/sin table; it must equal the one-call
+    # C rotation bit for bit and be rebuilt whenever positions, size or base change.
+    from qinfer._native import ffi, lib
+
+    ops = get_ops("native")
+    rng = np.random.default_rng(5)
+    x = _x(rng, 3, 2, 8)
+    for pos, d_x, base in [([7, 8, 9], x, 1e4), ([7, 8, 9], x, 1e6), ([1, 2, 3], x, 1e6),
+                           ([7, 8, 9], x, 1e4), ([7, 8, 9], x[:, :, :6].copy(), 1e4)]:
+        pos = np.array(pos, np.int32)
+        want = np.ascontiguousarray(d_x).copy()
+        assert lib.qi_rope_norm_f32(ffi.cast("float *", ffi.from_buffer(want)),
+                                    ffi.cast("const int32_t *", ffi.from_buffer(pos)),
+                                    3, 2, want.shape[2], base) == 0
+        np.testing.assert_array_equal(ops.rope(np.ascontiguousarray(d_x).copy(), pos, base), want)

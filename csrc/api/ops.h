@@ -6,3 +6,11 @@ int qi_rope_norm_f32(float *x, const int32_t *pos, int64_t n_tok, int64_t n_head
 int qi_attention_f32(const float *q, const void *k, const void *v, float *out, float *scratch,
                      int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t d, int64_t dv,
                      int64_t pos0, int64_t window, int64_t h0, int64_t h1, int kv_f16);
+int qi_attention_mt_f32(const float *q, const void *k, const void *v, float *out, float *scratch,
+                        int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t d, int64_t dv,
+                        int64_t pos0, int64_t window, int kv_f16, int n_threads);
+int qi_rope_table(const int32_t *pos, int64_t n_tok, int64_t d, float base, double *cs);
+int qi_rope_apply_f32(float *x, const double *cs, int64_t n_tok, int64_t n_head, int64_t d);
+int qi_rms_norm_mt_f32(const float *x, const float *w, float *out, int64_t n_rows, int64_t d, float eps,
+                       int n_threads);
+int qi_silu_mul_mt_f32(const float *gate, const float *up, float *out, int64_t n, int n_threads);

@@ -8,7 +8,14 @@
  *     quantizers (qi_act_quantize): identical bytes;
  *   - matmul (qi_matmul) for every weight type it accepts: within
  *     1e-4 * max|y| per output (see check_matmul), and bit-identical across
- *     thread counts.
+ *     thread counts;
+ *   - the multi-row dot kernels (dot_kernels.h, rows[level]) against the
+ *     single-row kernel of the same level: identical bits for every number
+ *     of weight and activation rows (the driver picks the tile, so a token's
+ *     output must not depend on it);
+ *   - attention (qi_attention_mt_f32) over f16 and f32 caches: within
+ *     1e-5 * max|out|, bit-identical across thread counts; the SiLU gate
+ *     (vectorised exp) within 4e-7 relative.
  * Functions are discovered from the headers in csrc/api/ by build.sh (discovered.h); the
  * weight types of the matmul are discovered by asking qi_act_row_bytes.
  * Exit status 0 = all passed; one line per failure on stderr. */
@@ -16,6 +23,7 @@
 #include <stdlib.h>
 
 #include "qinfer.h"
+#include "dot_kernels.h"
 #include "discovered.h"
 
 /* ---- formats: what random valid data of each key looks like ------------- */
@@ -339,6 +347,125 @@ static void check_matmul(int type, int level) {
     free(w);
 }
 
+/* SiLU gate (vectorised exp): within 4e-7 relative + 1e-30 absolute of
+ * scalar libm expf (2 ulp of exp, then a division and a product), over the
+ * whole float range the clamp covers and beyond (|g| up to 120). */
+static void check_silu(int level) {
+    enum { N = 1003 };
+    float g[N], u[N], ys[N], yv[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (i % 7 == 0) ? 240.f * (rnd_unit() - 0.5f) : 12.f * rnd_normal();
+        u[i] = rnd_normal();
+    }
+    qi_set_simd_level(0);
+    int r0 = qi_silu_mul_f32(g, u, ys, N);
+    qi_set_simd_level(level);
+    int r1 = qi_silu_mul_f32(g, u, yv, N);
+    if (r0 || r1) { FAIL("qi_silu_mul_f32 returned %d/%d", r0, r1); return; }
+    for (int i = 0; i < N; i++)
+        if (!(fabsf(yv[i] - ys[i]) <= 4e-7f * fabsf(ys[i]) + 1e-30f)) {
+            FAIL("silu_mul: %s out[%d] = %.9g, scalar %.9g (g = %g)", level_name(level), i, yv[i], ys[i], g[i]);
+            return;
+        }
+}
+
+/* The pool-split RMSNorm and SiLU equal the one-thread ones bit for bit
+ * (inputs above the size at which they split; odd lengths for the tails). */
+static void check_row_ops_threads(int level) {
+    const int64_t rows = 37, d = 2053, n = rows * d;
+    float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *w = malloc((size_t)d * 4);
+    float *y1 = malloc((size_t)n * 4), *y3 = malloc((size_t)n * 4);
+    fill_floats(a, n, 32);
+    fill_floats(b, n, 32);
+    fill_floats(w, d, 32);
+    qi_set_simd_level(level);
+    if (qi_rms_norm_mt_f32(a, w, y1, rows, d, 1e-5f, 1) || qi_rms_norm_mt_f32(a, w, y3, rows, d, 1e-5f, 3))
+        FAIL("qi_rms_norm_mt_f32 failed");
+    else if (memcmp(y1, y3, (size_t)n * 4) != 0) FAIL("rms_norm: %s 3 threads differ from 1", level_name(level));
+    if (qi_silu_mul_mt_f32(a, b, y1, n, 1) || qi_silu_mul_mt_f32(a, b, y3, n, 3))
+        FAIL("qi_silu_mul_mt_f32 failed");
+    else if (memcmp(y1, y3, (size_t)n * 4) != 0) FAIL("silu_mul: %s 3 threads differ from 1", level_name(level));
+    free(a); free(b); free(w); free(y1); free(y3);
+}
+
+/* Attention over an f16 and an f32 cache, grouped heads (4 query heads per KV
+ * head), odd head sizes (SIMD tails), with and without a sliding window: the
+ * SIMD level within 1e-5 * max|out| of scalar (float dot products in another
+ * order feed exp; the outputs are weighted means of V rows), and bit-identical
+ * for 1 and 3 threads (threads split heads, not sums). */
+static void check_attention(int level) {
+    const int64_t n_tok = 3, n_head = 8, n_kv_head = 2, d = 67, dv = 45, pos0 = 20, n_ctx = pos0 + n_tok;
+    float *q = malloc((size_t)(n_tok * n_head * d) * 4);
+    float *kf = malloc((size_t)(n_ctx * n_kv_head * d) * 4), *vf = malloc((size_t)(n_ctx * n_kv_head * dv) * 4);
+    uint16_t *kh = malloc((size_t)(n_ctx * n_kv_head * d) * 2), *vh = malloc((size_t)(n_ctx * n_kv_head * dv) * 2);
+    float *scratch = malloc((size_t)(3 * 4 * n_ctx) * 4);   /* 3 threads x QI_ATTN_QB rows */
+    float *ys = malloc((size_t)(n_tok * n_head * dv) * 4), *yv = malloc((size_t)(n_tok * n_head * dv) * 4);
+    float *y3 = malloc((size_t)(n_tok * n_head * dv) * 4);
+    fill_floats(q, n_tok * n_head * d, 32);
+    fill_floats(kf, n_ctx * n_kv_head * d, 32);
+    fill_floats(vf, n_ctx * n_kv_head * dv, 32);
+    for (int64_t i = 0; i < n_ctx * n_kv_head * d; i++) kh[i] = qi_fp32_to_fp16(kf[i]);
+    for (int64_t i = 0; i < n_ctx * n_kv_head * dv; i++) vh[i] = qi_fp32_to_fp16(vf[i]);
+    for (int f16 = 0; f16 <= 1; f16++) {
+        for (int64_t window = 0; window <= 9; window += 9) {
+            const void *k = f16 ? (const void *)kh : (const void *)kf, *v = f16 ? (const void *)vh : (const void *)vf;
+            qi_set_simd_level(0);
+            int r0 = qi_attention_mt_f32(q, k, v, ys, scratch, n_tok, n_head, n_kv_head, d, dv, pos0, window, f16, 1);
+            qi_set_simd_level(level);
+            int r1 = qi_attention_mt_f32(q, k, v, yv, scratch, n_tok, n_head, n_kv_head, d, dv, pos0, window, f16, 1);
+            int r2 = qi_attention_mt_f32(q, k, v, y3, scratch, n_tok, n_head, n_kv_head, d, dv, pos0, window, f16, 3);
+            if (r0 || r1 || r2) { FAIL("qi_attention_mt_f32 returned %d/%d/%d", r0, r1, r2); continue; }
+            float ymax = 0.f;
+            for (int64_t i = 0; i < n_tok * n_head * dv; i++) ymax = fabsf(ys[i]) > ymax ? fabsf(ys[i]) : ymax;
+            for (int64_t i = 0; i < n_tok * n_head * dv; i++) {
+                if (!(fabsf(ys[i] - yv[i]) <= 1e-5f * ymax)) {
+                    FAIL("attention f16=%d window=%lld: %s out[%lld] = %g, scalar %g", f16, (long long)window,
+                         level_name(level), (long long)i, yv[i], ys[i]);
+                    break;
+                }
+            }
+            if (memcmp(yv, y3, (size_t)(n_tok * n_head * dv) * 4) != 0)
+                FAIL("attention f16=%d window=%lld: 3 threads differ from 1", f16, (long long)window);
+        }
+    }
+    if (qi_attention_mt_f32(q, kf, vf, ys, scratch, n_tok, 6, 4, d, dv, pos0, 0, 0, 1) >= 0)
+        FAIL("qi_attention_mt_f32 accepted 6 heads over 4 KV heads");
+    free(q); free(kf); free(vf); free(kh); free(vh); free(scratch); free(ys); free(yv); free(y3);
+}
+
+/* rows[level] computes, for nw weight rows and na activation rows, the same
+ * bits as dot[level] row by row (dot_kernels.h); checked for every tile
+ * shape, with odd weight row strides and a pair kernel's odd last row. */
+static void check_rows_kernel(int type, int level) {
+    const qi_dot_type *t = qi_dot_type_get(type);
+    if (!t || qi_dot_level(t) != level || !t->rows[level]) return;
+    const format *f = format_by_type(type);
+    const int64_t n_in = f->block == 1 ? 67 : f->block * 3, nb = n_in / t->block;
+    const size_t ws = (size_t)(nb * t->block_bytes + 5);
+    uint8_t *w = malloc(ws * QI_FLOAT_ROWS);
+    for (int r = 0; r < QI_FLOAT_ROWS; r++) fill_blocks(f, w + r * ws, n_in / f->block);
+    float x[QI_TILE * 768];
+    fill_floats(x, QI_TILE * n_in, f->block);
+    const size_t as = t->act == QI_ACT_F32 ? (size_t)n_in * 4 : (size_t)qi_act_row_bytes(type, n_in);
+    uint8_t *a = malloc(as * QI_TILE);
+    if (t->act == QI_ACT_F32) memcpy(a, x, as * QI_TILE);
+    else qi_act_quantize(type, x, a, QI_TILE, n_in);
+    for (int nw = 1; nw <= QI_FLOAT_ROWS; nw++) {
+        for (int na = 1; na <= QI_TILE; na++) {
+            float rows[QI_FLOAT_ROWS * QI_TILE], one[QI_TILE];
+            t->rows[level](nb, w, ws, nw, a, as, na, rows);
+            for (int r = 0; r < nw; r++) {
+                t->dot[level](nb, w + r * ws, a, as, na, one);
+                if (memcmp(one, rows + r * QI_TILE, (size_t)na * 4) != 0)
+                    FAIL("%s rows kernel (%s) nw=%d na=%d: row %d differs from the single-row kernel", f->key,
+                         level_name(level), nw, na, r);
+            }
+        }
+    }
+    free(w);
+    free(a);
+}
+
 /* Wrong arguments are refused, not computed. */
 static void check_matmul_errors(void) {
     float x[64] = {0}, y[4];
@@ -369,8 +496,13 @@ int main(void) {
             if (!format_by_type(type)) { FAIL("matmul type %d missing from FORMATS in runner.c", type); continue; }
             check_act_quantize(type, level);
             check_matmul(type, level);
+            check_rows_kernel(type, level);
             n_checked += 2;
         }
+        check_attention(level);
+        check_silu(level);
+        check_row_ops_threads(level);
+        n_checked += 3;
         printf("%s: %d functions checked against scalar\n", level_name(level), n_checked);
         n_checked = 0;
     }

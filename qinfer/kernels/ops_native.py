@@ -1,11 +1,10 @@
 """C implementation of qinfer.kernels.ops (csrc/ops_*.c; semantics in ops.py).
 
-cffi releases the GIL during each call, so attention splits its query heads
-over a few Python threads when there is enough work to pay for them.
+cffi releases the GIL during each call; attention splits its query heads over
+the C thread pool (the one matmul uses) when there is enough work to pay for it.
 """
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -13,19 +12,9 @@ from qinfer._native import lib  # noqa: E402  (ImportError = not built)
 
 from .native_backend import check, ptr
 
-# Below this many multiply-adds a thread hand-off costs more than it saves.
-_PARALLEL_MIN_WORK = 1 << 20
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _executor():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="qinfer-attn")
-        return _pool
+# Below this many multiply-adds (~20 us) waking the pool's workers (a few us)
+# costs more than it saves.
+_PARALLEL_MIN_WORK = 1 << 16
 
 
 def _out(out, shape):
@@ -42,11 +31,15 @@ class NativeOps:
     def __init__(self, n_threads=None):
         self.n_threads = n_threads or os.cpu_count() or 1
 
+    def with_threads(self, n_threads):
+        """These ops on at most n_threads threads (a model's own thread count)."""
+        return NativeOps(n_threads)
+
     def rms_norm(self, x, w, eps, out=None):
         x, w = _f32(x), _f32(w)
         out = _out(out, x.shape)
-        check(lib.qi_rms_norm_f32(ptr(x, "const float *"), ptr(w, "const float *"), ptr(out, "float *"),
-                                  x.shape[0], x.shape[1], float(eps)), "rms_norm")
+        check(lib.qi_rms_norm_mt_f32(ptr(x, "const float *"), ptr(w, "const float *"), ptr(out, "float *"),
+                                     x.shape[0], x.shape[1], float(eps), self.n_threads), "rms_norm")
         return out
 
     def rope(self, x, pos, base):
@@ -54,9 +47,25 @@ class NativeOps:
             raise ValueError("rope works in place on a contiguous float32 array")
         pos = np.ascontiguousarray(pos, dtype=np.int32)
         n, h, d = x.shape
-        check(lib.qi_rope_norm_f32(ptr(x, "float *"), ptr(pos, "const int32_t *"), n, h, d, float(base)),
-              "rope")
+        check(lib.qi_rope_apply_f32(ptr(x, "float *"), ptr(self._rope_table(pos, d, base), "const double *"),
+                                    n, h, d), "rope")
         return x
+
+    _tables = threading.local()
+
+    def _rope_table(self, pos, d, base):
+        """cos/sin of the angles at pos, kept for the next call: a forward pass
+        rotates Q and K of every layer at the same positions (one table per
+        thread, as models may run in several)."""
+        key = (pos.tobytes(), d, float(base))
+        last = getattr(self._tables, "last", None)
+        if last is not None and last[0] == key:
+            return last[1]
+        cs = np.empty(len(pos) * d, dtype=np.float64)
+        check(lib.qi_rope_table(ptr(pos, "const int32_t *"), len(pos), d, float(base), ptr(cs, "double *")),
+              "rope")
+        self._tables.last = (key, cs)
+        return cs
 
     def softmax(self, x, out=None):
         x = _f32(x)
@@ -68,8 +77,8 @@ class NativeOps:
     def silu_mul(self, gate, up, out=None):
         gate, up = _f32(gate), _f32(up)
         out = _out(out, gate.shape)
-        check(lib.qi_silu_mul_f32(ptr(gate, "const float *"), ptr(up, "const float *"), ptr(out, "float *"),
-                                  gate.size), "silu_mul")
+        check(lib.qi_silu_mul_mt_f32(ptr(gate, "const float *"), ptr(up, "const float *"), ptr(out, "float *"),
+                                     gate.size, self.n_threads), "silu_mul")
         return out
 
     def attention(self, q, k_cache, v_cache, pos0, window=0, out=None, n_threads=None):
@@ -84,19 +93,10 @@ class NativeOps:
         out = _out(out, (n, n_head, dv))
         n_kv = pos0 + n
         work = n * n_head * n_kv * (d + dv)
-        parts = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
-        scratch = np.empty((parts, n_kv), dtype=np.float32)
-        bounds = np.linspace(0, n_head, parts + 1).astype(int)
-
-        def run(i):
-            check(lib.qi_attention_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
-                                       ptr(v_cache, "const void *"), ptr(out, "float *"),
-                                       ptr(scratch[i], "float *"), n, n_head, n_kv_head, d, dv,
-                                       int(pos0), int(window), int(bounds[i]), int(bounds[i + 1]), f16),
-                  "attention")
-
-        if parts == 1:
-            run(0)
-        else:
-            list(_executor().map(run, range(parts)))
+        threads = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
+        scratch = np.empty((threads, 4 * n_kv), dtype=np.float32)  # QI_ATTN_QB score rows per thread
+        check(lib.qi_attention_mt_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
+                                      ptr(v_cache, "const void *"), ptr(out, "float *"),
+                                      ptr(scratch, "float *"), n, n_head, n_kv_head, d, dv,
+                                      int(pos0), int(window), f16, threads), "attention")
         return out

@@ -4,10 +4,12 @@ Quantized weights: the activations are quantized once per call exactly like
 the native core (csrc/act_quant.c: per 32 values for the 32-element formats,
 per 256 with 16-value sums for the K-quants, q = round_half_even(x*127/amax)),
 then every output row is an integer dot product per block with a float scale
-per block, in the same float formula as the C kernels; rows run in parallel
-(prange). The K-quant kernels live in matmul_kquant.py. F16/BF16 weights are
-converted to float32 a slab at a time in registers (no table) and dotted with
-fastmath; F32 weights use numpy's BLAS a slab of rows at a time.
+per block, in the same float formula as the C kernels; chunks of rows run on
+the calling thread and row_pool's workers. The K-quant kernels live in
+matmul_kquant.py; one token of the types in matvec_decode.TYPES goes through
+that module's float-decoding kernels instead. F16/BF16 weights are converted
+to float32 a slab at a time in registers (no table) and dotted with fastmath;
+F32 weights use numpy's BLAS a slab of rows at a time.
 
 How the kernels are written so that LLVM vectorises them (benches/README.md,
 "Numba backend", has the measurements):
@@ -24,11 +26,11 @@ How the kernels are written so that LLVM vectorises them (benches/README.md,
 """
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from . import matmul_kquant
-from .matmul_kquant import bit_set, f16_at, i32, mac, u8
-from .ops import numba_threads
+from . import matmul_kquant, matvec_decode
+from .matmul_kquant import HARDWARE_F16, bit_set, f16_at, half_to_float, i32, mac, u8
+from .row_pool import claim, finish, run
 
 F32 = np.float32
 U = np.uintp
@@ -43,6 +45,10 @@ def flat_rows(w):
     One array type for every caller (plain, memmap, padded slice, writable or
     not), so each kernel is compiled for a single signature."""
     n_out, row = w.shape
+    if w.flags.c_contiguous:   # the common case, without as_strided's ~50 us per call
+        flat = w.reshape(-1)
+        flat.flags.writeable = False
+        return flat, row
     if n_out > 1 and w.strides[0] < row:   # reversed or overlapping rows: no flat view spans them
         w = np.ascontiguousarray(w)
     stride = w.strides[0] if n_out > 1 else row
@@ -51,12 +57,12 @@ def flat_rows(w):
     return flat, stride
 
 
-@njit(cache=True, parallel=True)  # no fastmath: must round exactly like csrc/act_quant.c
+@njit(cache=True)  # no fastmath: must round exactly like csrc/act_quant.c; serial: O(n_in) work
 def quantize_act(x, block, q, d, s):
     """x f32 [n_tok, n] -> q int8 [n_tok, n], d f32 [n_tok, n/block] and
     s int32 [n_tok, n/16]: the integer sum of every 16 values."""
     n_tok, n = x.shape
-    for t in prange(n_tok):
+    for t in range(n_tok):
         for b in range(n // block):
             amax = F32(0.0)
             for i in range(b * block, (b + 1) * block):
@@ -79,28 +85,32 @@ def quantize_act(x, block, q, d, s):
 @njit(cache=True, inline="always")
 def _half_to_f32(h, bf16):
     """float32 of f16 / bf16 bits h (uint32), exact and branch-free (vectorisable).
-    f16: the 15 magnitude bits moved to float32's exponent/mantissa position
-    give the value * 2**-112 (subnormals included) and an exact multiply by
-    2**112 rescales it; exponent 31 (inf/NaN) is forced to float32's 255."""
+    f16 in hardware where Numba's target has it; otherwise the 15 magnitude
+    bits moved to float32's exponent/mantissa position give the value
+    * 2**-112 (subnormals included) and an exact multiply by 2**112 rescales
+    it; exponent 31 (inf/NaN) is forced to float32's 255."""
     if bf16:
         return np.uint32(h << 16).view(np.float32)
+    if HARDWARE_F16:   # vcvtph2ps on 8 values (NaN payloads may gain the quiet bit)
+        return half_to_float(np.uint16(h))
     inf_nan = (((h & 0x7C00) + 0x400) >> 15) & 1          # exponent 31, without a branch
     bits = ((h & 0x8000) << 16) | ((h & 0x7FFF) << 13) | (inf_nan * 0x7F800000)
     return np.uint32(bits).view(np.float32) * F32(5.192296858534828e33)
 
 
-@njit(cache=True, parallel=True)
-def _mm_half(w, stride, x, out, bf16, n_job):
+@njit(cache=True, nogil=True)
+def _mm_half(w, stride, x, out, bf16, state, chunk_rows):
     """F16 / BF16 weights: each CHUNK of a row is converted into a float32
     scratch, then dotted with every token by _dot_f32 (fastmath). The store in
-    between keeps the exact 2**112 rescaling out of fastmath's reach. Rows are
-    split into n_job contiguous runs so each run allocates its scratch once."""
+    between keeps the exact 2**112 rescaling out of fastmath's reach."""
     n_tok, n_in = x.shape
-    n_out = out.shape[1]
-    for job in prange(n_job):
-        buf = np.empty(CHUNK, np.float32)
-        acc = np.empty(n_tok, np.float32)
-        for r in range(job * n_out // n_job, (job + 1) * n_out // n_job):
+    buf = np.empty(CHUNK, np.float32)
+    acc = np.empty(n_tok, np.float32)
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[1])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
             acc[:] = 0
             for c0 in range(0, n_in, CHUNK):
                 n = min(CHUNK, n_in - c0)
@@ -111,6 +121,7 @@ def _mm_half(w, stride, x, out, bf16, n_job):
                     acc[t] += _dot_f32(buf, x[t], c0, n)
             for t in range(n_tok):
                 out[t, r] = acc[t]
+        finish(state, r1 - r0)
 
 
 @njit(cache=True, fastmath=True)
@@ -126,71 +137,86 @@ def _dot_f32(a, x, x0, n):
 # (Q4_0: cw = -8*dw, Q5_0: -16*dw, Q4_1/Q5_1: cw = m), so a block's dot product
 # is dw*da*sum(u*q) + cw*da*sum(q), as in csrc/dot_legacy.c.
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _mm_q4(w, stride, q, d, s16, out, with_min, lane):
+@njit(cache=True, nogil=True, fastmath=True)
+def _mm_q4(w, stride, q, d, s16, out, with_min, lane, state, chunk_rows):
     n_tok, n_in = q.shape
     bb = 20 if with_min else 18
     qs0 = 4 if with_min else 2
-    for r in prange(out.shape[1]):
-        for t in range(n_tok):
-            qt = q[t]
-            acc = F32(0.0)
-            for b in range(n_in // 32):
-                o = r * stride + b * bb
-                dw = f16_at(w, o)
-                cw = f16_at(w, o + 2) if with_min else F32(-8.0) * dw
-                s_lo = s_hi = i32(0)
-                for j in range(lane):
-                    c = w[U(o + qs0 + j)]
-                    s_lo = mac(s_lo, u8(c & 15), qt[U(32 * b + j)])
-                    s_hi = mac(s_hi, u8(c >> 4), qt[U(32 * b + 16 + j)])
-                isum = s_lo + s_hi
-                da = d[t, b]
-                acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
-            out[t, r] = acc
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[1])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
+            for t in range(n_tok):
+                qt = q[t]
+                acc = F32(0.0)
+                for b in range(n_in // 32):
+                    o = r * stride + b * bb
+                    dw = f16_at(w, o)
+                    cw = f16_at(w, o + 2) if with_min else F32(-8.0) * dw
+                    s_lo = s_hi = i32(0)
+                    for j in range(lane):
+                        c = w[U(o + qs0 + j)]
+                        s_lo = mac(s_lo, u8(c & 15), qt[U(32 * b + j)])
+                        s_hi = mac(s_hi, u8(c >> 4), qt[U(32 * b + 16 + j)])
+                    isum = s_lo + s_hi
+                    da = d[t, b]
+                    acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
+                out[t, r] = acc
+        finish(state, r1 - r0)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _mm_q5(w, stride, q, d, s16, out, with_min, lane):
+@njit(cache=True, nogil=True, fastmath=True)
+def _mm_q5(w, stride, q, d, s16, out, with_min, lane, state, chunk_rows):
     n_tok, n_in = q.shape
     bb = 24 if with_min else 22
     qh0 = 4 if with_min else 2
-    for r in prange(out.shape[1]):
-        for t in range(n_tok):
-            qt = q[t]
-            acc = F32(0.0)
-            for b in range(n_in // 32):
-                o = r * stride + b * bb
-                dw = f16_at(w, o)
-                cw = f16_at(w, o + 2) if with_min else F32(-16.0) * dw
-                qh = (np.uint32(w[U(o + qh0)]) | (np.uint32(w[U(o + qh0 + 1)]) << 8) |
-                      (np.uint32(w[U(o + qh0 + 2)]) << 16) | (np.uint32(w[U(o + qh0 + 3)]) << 24))
-                s_lo = s_hi = i32(0)
-                for j in range(lane):
-                    c = w[U(o + qh0 + 4 + j)]
-                    s_lo = mac(s_lo, u8(u8(c & 15) | u8(bit_set(qh, BIT[U(j)]) << 4)), qt[U(32 * b + j)])
-                    s_hi = mac(s_hi, u8(u8(c >> 4) | u8(bit_set(qh, BIT[U(j + 16)]) << 4)), qt[U(32 * b + 16 + j)])
-                isum = s_lo + s_hi
-                da = d[t, b]
-                acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
-            out[t, r] = acc
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[1])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
+            for t in range(n_tok):
+                qt = q[t]
+                acc = F32(0.0)
+                for b in range(n_in // 32):
+                    o = r * stride + b * bb
+                    dw = f16_at(w, o)
+                    cw = f16_at(w, o + 2) if with_min else F32(-16.0) * dw
+                    qh = (np.uint32(w[U(o + qh0)]) | (np.uint32(w[U(o + qh0 + 1)]) << 8) |
+                          (np.uint32(w[U(o + qh0 + 2)]) << 16) | (np.uint32(w[U(o + qh0 + 3)]) << 24))
+                    s_lo = s_hi = i32(0)
+                    for j in range(lane):
+                        c = w[U(o + qh0 + 4 + j)]
+                        s_lo = mac(s_lo, u8(u8(c & 15) | u8(bit_set(qh, BIT[U(j)]) << 4)), qt[U(32 * b + j)])
+                        s_hi = mac(s_hi, u8(u8(c >> 4) | u8(bit_set(qh, BIT[U(j + 16)]) << 4)), qt[U(32 * b + 16 + j)])
+                    isum = s_lo + s_hi
+                    da = d[t, b]
+                    acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
+                out[t, r] = acc
+        finish(state, r1 - r0)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def _mm_q8_0(w, stride, q, d, out, lane):
+@njit(cache=True, nogil=True, fastmath=True)
+def _mm_q8_0(w, stride, q, d, out, lane, state, chunk_rows):
     n_tok, n_in = q.shape
     wi = w.view(np.int8)
-    for r in prange(out.shape[1]):
-        for t in range(n_tok):
-            qt = q[t]
-            acc = F32(0.0)
-            for b in range(n_in // 32):
-                o = r * stride + b * 34
-                isum = i32(0)
-                for j in range(2 * lane):
-                    isum = mac(isum, wi[U(o + 2 + j)], qt[U(32 * b + j)])
-                acc += f16_at(w, o) * d[t, b] * F32(isum)
-            out[t, r] = acc
+    while True:
+        r0, r1 = claim(state, chunk_rows, out.shape[1])
+        if r0 >= r1:
+            break
+        for r in range(r0, r1):
+            for t in range(n_tok):
+                qt = q[t]
+                acc = F32(0.0)
+                for b in range(n_in // 32):
+                    o = r * stride + b * 34
+                    isum = i32(0)
+                    for j in range(2 * lane):
+                        isum = mac(isum, wi[U(o + 2 + j)], qt[U(32 * b + j)])
+                    acc += f16_at(w, o) * d[t, b] * F32(isum)
+                out[t, r] = acc
+        finish(state, r1 - r0)
 
 
 def matmul(qt, w, x, out, n_threads=None):
@@ -208,26 +234,27 @@ def matmul(qt, w, x, out, n_threads=None):
             out[:, r0:r1] = x @ w[r0:r1].view(np.float32).T
         return out
     lane = 16   # the inner loop length, a run-time value (module doc)
-    with numba_threads(n_threads):
-        flat, stride = flat_rows(w)
-        if qt.name in ("F16", "BF16"):
-            if stride % 2:   # rows of a padded buffer at odd offsets: not a uint16 array
-                flat, stride = flat_rows(np.ascontiguousarray(w))
-            _mm_half(flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16",
-                     min(n_out, 4 * numba.get_num_threads()))
-            return out
-        block = 256 if qt.block_size == 256 else 32
-        q = np.empty((n_tok, n_in), dtype=np.int8)
-        d = np.empty((n_tok, n_in // block), dtype=np.float32)
-        s16 = np.empty((n_tok, n_in // 16), dtype=np.int32)
-        quantize_act(x, block, q, d, s16)
-        name = qt.name
-        if name in ("Q4_0", "Q4_1"):
-            _mm_q4(flat, stride, q, d, s16, out, name == "Q4_1", lane)
-        elif name in ("Q5_0", "Q5_1"):
-            _mm_q5(flat, stride, q, d, s16, out, name == "Q5_1", lane)
-        elif name == "Q8_0":
-            _mm_q8_0(flat, stride, q, d, out, lane)
-        else:
-            matmul_kquant.matmul(qt.ggml_id, flat, stride, q, d, s16, out, lane)
+    n_threads = n_threads or numba.get_num_threads()
+    flat, stride = flat_rows(w)
+    if qt.name in ("F16", "BF16"):
+        if stride % 2:   # rows of a padded buffer at odd offsets: not a uint16 array
+            flat, stride = flat_rows(np.ascontiguousarray(w))
+        run(_mm_half, (flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16"), n_out, n_threads)
+        return out
+    if n_tok == 1 and qt.name in matvec_decode.TYPES:
+        return matvec_decode.matvec(qt.name, flat, stride, x, out, n_threads, lane)
+    block = 256 if qt.block_size == 256 else 32
+    q = np.empty((n_tok, n_in), dtype=np.int8)
+    d = np.empty((n_tok, n_in // block), dtype=np.float32)
+    s16 = np.empty((n_tok, n_in // 16), dtype=np.int32)
+    quantize_act(x, block, q, d, s16)
+    name = qt.name
+    if name in ("Q4_0", "Q4_1"):
+        run(_mm_q4, (flat, stride, q, d, s16, out, name == "Q4_1", lane), n_out, n_threads)
+    elif name in ("Q5_0", "Q5_1"):
+        run(_mm_q5, (flat, stride, q, d, s16, out, name == "Q5_1", lane), n_out, n_threads)
+    elif name == "Q8_0":
+        run(_mm_q8_0, (flat, stride, q, d, out, lane), n_out, n_threads)
+    else:
+        matmul_kquant.matmul(qt.ggml_id, flat, stride, q, d, s16, out, lane, n_threads)
     return out
