@@ -461,3 +461,30 @@ def test_numba_concurrent_callers():
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads) and not errors
+
+
+# The AVX2 legacy tiles add int16 maddubs results of two half blocks and then
+# of two rows' pairs (csrc/dot_legacy_avx2.c): exact while the sum stays below
+# 2^15 (Q5: a pair 2*31*127 = 7874, four of them 31496; Q8_0 sums in int32).
+# Random blocks rarely reach it; these
+# rows do: every code at its extreme (nibbles 15, all high bits set, Q8_0 codes
+# -128 and 127), against activations that all quantize to +127 or -127.
+LEGACY_CODE_BYTES = {"Q4_0": (2, 18, 0xFF), "Q4_1": (4, 20, 0xFF), "Q5_0": (2, 22, 0xFF),
+                     "Q5_1": (4, 24, 0xFF), "Q8_0": (2, 34, None)}
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("type_name", LEGACY)
+def test_legacy_extreme_codes(backend, type_name):
+    qt = get_type(type_name)
+    rng = np.random.default_rng(17)
+    w = random_rows(qt, 9, 4 * 32, rng).copy()
+    start, size, fill = LEGACY_CODE_BYTES[type_name]
+    blocks = w.reshape(9, 4, size)
+    if fill is None:   # Q8_0: half the rows all -128, half all +127
+        blocks[:, :, start:] = np.where(np.arange(9)[:, None, None] % 2, 0x80, 0x7F).astype(np.uint8)
+    else:              # every nibble and (Q5) every high bit set
+        blocks[:, :, start:] = fill
+    x = np.ones((5, 4 * 32), dtype=np.float32)
+    x[1::2] *= -1.0    # tokens of all +1 and all -1: q = +-127 everywhere
+    check_against_oracle(qt, w, x, get_backend(backend).matmul(qt, w, x))
