@@ -58,6 +58,7 @@ typedef struct {
     int block_bytes;    /* weight bytes per block */
     qi_dot_fn dot[4];
     qi_dot_rows_fn rows[4];
+    int rows_per_call;  /* most weight rows a rows[] call takes (0: QI_FLOAT_ROWS) */
 } qi_dot_type;
 
 const qi_dot_type *qi_dot_type_get(int ggml_type);
@@ -103,6 +104,22 @@ void qi_dot_f16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *
 void qi_dot_bf16_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
 /* Q4_K: weight rows in pairs, one per 128-bit lane (dot_kquant_pair_avx2.c). */
 void qi_dot_q4_k_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+/* Tiles of 4 weight rows (dot_legacy_avx2.c, dot_legacy.c for NEON): rows_per_call 4. */
+#define QI_LEGACY_ROWS 4
+void qi_dot_q4_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q4_1_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q5_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q5_1_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+void qi_dot_q8_0_rows_avx2(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+/* The same 4-row tiles on NEON, plain and dotprod (dot_legacy.c). */
+#define QI_DECLARE_LEGACY_ROWS_NEON(name) \
+    void name##_rows_neon(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *); \
+    void name##_rows_dotprod(int64_t, const uint8_t *, size_t, int, const uint8_t *, size_t, int, float *);
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q4_0)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q4_1)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q5_0)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q5_1)
+QI_DECLARE_LEGACY_ROWS_NEON(qi_dot_q8_0)
 
 QI_DECLARE_DOT(qi_dot_f32)
 QI_DECLARE_DOT(qi_dot_f16)

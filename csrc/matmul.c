@@ -29,16 +29,19 @@
 #define KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}, {NULL, NULL, NULL, NULL}
 /* The float kernels have no use for SDOT: NEON level 3 falls back to level 2. */
 #define FLOAT_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), NULL}, {NULL, AVX2(f##_rows), NULL, NULL}
+/* The 32-element formats: 4-row tiles on AVX2 and NEON (dot_legacy*.c). */
+#define LEGACY_KERNELS(f) {f##_scalar, AVX2(f), NEON(f), DOTPROD(f)}, \
+    {NULL, AVX2(f##_rows), NEON(f##_rows), DOTPROD(f##_rows)}, QI_LEGACY_ROWS
 
 static const qi_dot_type g_types[] = {
     {0, QI_ACT_F32, 1, 4, FLOAT_KERNELS(qi_dot_f32)},
     {1, QI_ACT_F32, 1, 2, FLOAT_KERNELS(qi_dot_f16)},
     {30, QI_ACT_F32, 1, 2, FLOAT_KERNELS(qi_dot_bf16)},
-    {2, QI_ACT_Q8, 32, 18, KERNELS(qi_dot_q4_0)},
-    {3, QI_ACT_Q8, 32, 20, KERNELS(qi_dot_q4_1)},
-    {6, QI_ACT_Q8, 32, 22, KERNELS(qi_dot_q5_0)},
-    {7, QI_ACT_Q8, 32, 24, KERNELS(qi_dot_q5_1)},
-    {8, QI_ACT_Q8, 32, 34, KERNELS(qi_dot_q8_0)},
+    {2, QI_ACT_Q8, 32, 18, LEGACY_KERNELS(qi_dot_q4_0)},
+    {3, QI_ACT_Q8, 32, 20, LEGACY_KERNELS(qi_dot_q4_1)},
+    {6, QI_ACT_Q8, 32, 22, LEGACY_KERNELS(qi_dot_q5_0)},
+    {7, QI_ACT_Q8, 32, 24, LEGACY_KERNELS(qi_dot_q5_1)},
+    {8, QI_ACT_Q8, 32, 34, LEGACY_KERNELS(qi_dot_q8_0)},
     {10, QI_ACT_Q8K, 256, 84, KERNELS(qi_dot_q2_k)},
     {11, QI_ACT_Q8K, 256, 110, KERNELS(qi_dot_q3_k)},
     {12, QI_ACT_Q8K, 256, 144, {qi_dot_q4_k_scalar, AVX2(qi_dot_q4_k), NEON(qi_dot_q4_k), DOTPROD(qi_dot_q4_k)},
@@ -96,6 +99,7 @@ static void act_task(void *p, int ith, int nth) {
 typedef struct {
     qi_dot_fn fn;
     qi_dot_rows_fn rows;   /* NULL: one weight row per call */
+    int rows_step;         /* weight rows per rows() call */
     const uint8_t *w, *act;
     int64_t w_stride, n_out, nb, n_tok, chunk, n_chunks;
     size_t act_stride;
@@ -111,8 +115,8 @@ static void dot_chunk(const dot_job *j, int64_t c) {
         const uint8_t *a = j->act + (size_t)t0 * j->act_stride;
         float *o = j->out + t0 * j->n_out;
         if (j->rows) {
-            for (int64_t r = r0; r < r1; r += QI_FLOAT_ROWS) {
-                const int nw = (int)(r1 - r < QI_FLOAT_ROWS ? r1 - r : QI_FLOAT_ROWS);
+            for (int64_t r = r0; r < r1; r += j->rows_step) {
+                const int nw = (int)(r1 - r < j->rows_step ? r1 - r : j->rows_step);
                 j->rows(j->nb, j->w + r * j->w_stride, (size_t)j->w_stride, nw, a, j->act_stride, na, sr);
                 for (int k = 0; k < nw; k++)
                     for (int t = 0; t < na; t++) o[t * j->n_out + r + k] = sr[k * QI_TILE + t];
@@ -162,6 +166,7 @@ int qi_matmul(int ggml_type, const uint8_t *w, int64_t w_stride, int64_t n_out, 
     const int level = qi_dot_level(t);
     j.fn = t->dot[level];
     j.rows = t->rows[level];
+    j.rows_step = t->rows_per_call > 0 ? t->rows_per_call : QI_FLOAT_ROWS;
     j.w = w;
     j.act = act;
     j.w_stride = w_stride;
@@ -171,11 +176,15 @@ int qi_matmul(int ggml_type, const uint8_t *w, int64_t w_stride, int64_t n_out, 
     j.act_stride = qi_act_row_size(t->act, n_in);
     j.out = out;
     /* Chunks: 16 rows when tokens are many (weights reused across token
-     * groups; 18 with row tiles, whose widest is 3 rows for 4 tokens), 64 for
-     * generation; at least 4 chunks per thread to balance. */
-    int64_t chunk = n_tok >= QI_TILE ? (j.rows ? 18 : 16) : 64;
+     * groups; with row tiles the multiple of the rows per call from 16 up:
+     * 18 for the float formats, whose widest tile is 3 rows for 4 tokens),
+     * 64 for generation; at least 4 chunks per thread to balance, and with
+     * row tiles whole calls where the rows allow (a tail call repeats rows). */
+    const int64_t step = j.rows ? j.rows_step : 1;
+    int64_t chunk = n_tok >= QI_TILE ? (16 + step - 1) / step * step : 64;
     if (nth > 1 && (n_out + chunk - 1) / chunk < 4 * (int64_t)nth) {
         chunk = (n_out + 4 * nth - 1) / (4 * nth);
+        if (chunk > step) chunk = (chunk + step - 1) / step * step;
         if (chunk < 1) chunk = 1;
     }
     j.chunk = chunk;

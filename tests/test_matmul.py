@@ -275,6 +275,50 @@ def test_native_concurrent_callers():
     assert not errors and all(results)
 
 
+LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+@pytest.mark.parametrize("type_name", LEGACY)
+@settings(max_examples=6, deadline=None)
+@given(n_out=st.integers(5, 23), start=st.integers(0, 4), count=st.integers(1, 5),
+       n_tok=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+def test_native_outputs_do_not_depend_on_the_other_rows(type_name, n_out, start, count, n_tok, seed):
+    """The AVX2 kernels of the 32-element formats compute 4 weight rows per call
+    (a tail call repeats a row to fill its tile); every row's output must be the
+    same bits whichever rows share its tile: a slice of the matrix, starting at
+    any row, gives exactly the matching columns of the whole product."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(seed)
+    w = random_rows(qt, n_out, 3 * qt.block_size, rng)
+    x = rng.standard_normal((n_tok, 3 * qt.block_size)).astype(np.float32)
+    be = get_backend("native")
+    full = be.matmul(qt, w, x, n_threads=1)
+    lo, hi = min(start, n_out - 1), min(start + count, n_out)
+    part = be.matmul(qt, w[lo:hi], x, n_threads=1)
+    assert np.array_equal(part, full[:, lo:hi])
+
+
+@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+@pytest.mark.parametrize("type_name", LEGACY)
+def test_native_legacy_threads_give_identical_bits(type_name):
+    """Chunk boundaries move with the thread count (203 rows: 28-row chunks for
+    one token and 2 threads, 20 for 3, 12 for 6 tokens and 5 threads; the last
+    chunk ends in a partial 4-row tile); outputs stay bitwise equal, for prompt
+    and single tokens. 203 x 4096 is above the size below which the driver
+    stays on one thread."""
+    qt = get_type(type_name)
+    rng = np.random.default_rng(21)
+    w = random_rows(qt, 203, 4096, rng)
+    be = get_backend("native")
+    for n_tok in (1, 6):
+        x = rng.standard_normal((n_tok, 4096)).astype(np.float32)
+        ref = be.matmul(qt, w, x, n_threads=1)
+        check_against_oracle(qt, w, x, ref)
+        for threads in (2, 3, 5):
+            assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref), threads
+
+
 # ---- K-quant prompt kernels (session 3): extreme codes and scales -----------
 # The AVX2 Q4_K/Q5_K kernel takes two weight rows per pass and adds two int16
 # maddubs results before the scale multiply (csrc/dot_kquant_pair_avx2.c):
@@ -417,3 +461,30 @@ def test_numba_concurrent_callers():
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads) and not errors
+
+
+# The AVX2 legacy tiles add int16 maddubs results of two half blocks and then
+# of two rows' pairs (csrc/dot_legacy_avx2.c): exact while the sum stays below
+# 2^15 (Q5: a pair 2*31*127 = 7874, four of them 31496; Q8_0 sums in int32).
+# Random blocks rarely reach it; these
+# rows do: every code at its extreme (nibbles 15, all high bits set, Q8_0 codes
+# -128 and 127), against activations that all quantize to +127 or -127.
+LEGACY_CODE_BYTES = {"Q4_0": (2, 18, 0xFF), "Q4_1": (4, 20, 0xFF), "Q5_0": (2, 22, 0xFF),
+                     "Q5_1": (4, 24, 0xFF), "Q8_0": (2, 34, None)}
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("type_name", LEGACY)
+def test_legacy_extreme_codes(backend, type_name):
+    qt = get_type(type_name)
+    rng = np.random.default_rng(17)
+    w = random_rows(qt, 9, 4 * 32, rng).copy()
+    start, size, fill = LEGACY_CODE_BYTES[type_name]
+    blocks = w.reshape(9, 4, size)
+    if fill is None:   # Q8_0: half the rows all -128, half all +127
+        blocks[:, :, start:] = np.where(np.arange(9)[:, None, None] % 2, 0x80, 0x7F).astype(np.uint8)
+    else:              # every nibble and (Q5) every high bit set
+        blocks[:, :, start:] = fill
+    x = np.ones((5, 4 * 32), dtype=np.float32)
+    x[1::2] *= -1.0    # tokens of all +1 and all -1: q = +-127 everywhere
+    check_against_oracle(qt, w, x, get_backend(backend).matmul(qt, w, x))
