@@ -450,7 +450,8 @@ static void check_rows_kernel(int type, int level) {
     uint8_t *a = malloc(as * QI_TILE);
     if (t->act == QI_ACT_F32) memcpy(a, x, as * QI_TILE);
     else qi_act_quantize(type, x, a, QI_TILE, n_in);
-    for (int nw = 1; nw <= QI_FLOAT_ROWS; nw++) {
+    const int max_rows = t->rows_per_call > 0 ? t->rows_per_call : QI_FLOAT_ROWS;   /* the driver's step */
+    for (int nw = 1; nw <= max_rows; nw++) {
         for (int na = 1; na <= QI_TILE; na++) {
             float rows[QI_FLOAT_ROWS * QI_TILE], one[QI_TILE];
             t->rows[level](nb, w, ws, nw, a, as, na, rows);
