@@ -139,6 +139,49 @@ static void dot_task(void *p, int ith, int nth) {
 
 /* Below this many weight bytes x tokens a job is not worth waking threads. */
 #define QI_MIN_PARALLEL_BYTES (256 * 1024)
+/* Matrices one qi_matmul_multi call takes (Q, K, V; gate, up). */
+#define QI_MATMUL_MULTI_MAX 4
+
+/* Fills j for one matrix whose activations are already in `act` format. */
+static void dot_job_init(dot_job *j, const qi_dot_type *t, const uint8_t *w, int64_t w_stride, int64_t n_out,
+                         int64_t n_in, const uint8_t *act, int64_t n_tok, float *out, int nth) {
+    const int level = qi_dot_level(t);
+    j->fn = t->dot[level];
+    j->rows = t->rows[level];
+    j->rows_step = t->rows_per_call > 0 ? t->rows_per_call : QI_FLOAT_ROWS;
+    j->w = w;
+    j->act = act;
+    j->w_stride = w_stride;
+    j->n_out = n_out;
+    j->nb = n_in / t->block;
+    j->n_tok = n_tok;
+    j->act_stride = qi_act_row_size(t->act, n_in);
+    j->out = out;
+    /* Chunks: 16 rows when tokens are many (weights reused across token
+     * groups; with row tiles the multiple of the rows per call from 16 up:
+     * 18 for the float formats, whose widest tile is 3 rows for 4 tokens),
+     * 64 for generation; at least 4 chunks per thread to balance, and with
+     * row tiles whole calls where the rows allow (a tail call repeats rows). */
+    const int64_t step = j->rows ? j->rows_step : 1;
+    int64_t chunk = n_tok >= QI_TILE ? (16 + step - 1) / step * step : 64;
+    if (nth > 1 && (n_out + chunk - 1) / chunk < 4 * (int64_t)nth) {
+        chunk = (n_out + 4 * nth - 1) / (4 * nth);
+        if (chunk > step) chunk = (chunk + step - 1) / step * step;
+        if (chunk < 1) chunk = 1;
+    }
+    j->chunk = chunk;
+    j->n_chunks = (n_out + chunk - 1) / chunk;
+    atomic_init(&j->next, 0);
+}
+
+/* Activations of x in format `act`, written to work (split over threads when tokens are many). */
+static const uint8_t *quantize_acts(int act, const float *x, uint8_t *work, int64_t n_in, int64_t n_tok, int nth) {
+    if (act == QI_ACT_F32) return (const uint8_t *)x;
+    act_job aj = {act, x, work, n_in, n_tok};
+    if (nth > 1 && n_tok >= 2 * nth) qi_pool_run(act_task, &aj, nth);
+    else act_task(&aj, 0, 1);
+    return work;
+}
 
 int qi_matmul(int ggml_type, const uint8_t *w, int64_t w_stride, int64_t n_out, int64_t n_in,
               const float *x, int64_t n_tok, float *out, uint8_t *work, int64_t work_size, int n_threads) {
@@ -154,43 +197,85 @@ int qi_matmul(int ggml_type, const uint8_t *w, int64_t w_stride, int64_t n_out, 
     int nth = n_threads < 1 ? 1 : n_threads;
     if (bytes < QI_MIN_PARALLEL_BYTES) nth = 1;
 
-    const uint8_t *act = (const uint8_t *)x;
-    if (t->act != QI_ACT_F32) {
-        act_job aj = {t->act, x, work, n_in, n_tok};
-        if (nth > 1 && n_tok >= 2 * nth) qi_pool_run(act_task, &aj, nth);
-        else act_task(&aj, 0, 1);
-        act = work;
-    }
-
     dot_job j;
-    const int level = qi_dot_level(t);
-    j.fn = t->dot[level];
-    j.rows = t->rows[level];
-    j.rows_step = t->rows_per_call > 0 ? t->rows_per_call : QI_FLOAT_ROWS;
-    j.w = w;
-    j.act = act;
-    j.w_stride = w_stride;
-    j.n_out = n_out;
-    j.nb = n_in / t->block;
-    j.n_tok = n_tok;
-    j.act_stride = qi_act_row_size(t->act, n_in);
-    j.out = out;
-    /* Chunks: 16 rows when tokens are many (weights reused across token
-     * groups; with row tiles the multiple of the rows per call from 16 up:
-     * 18 for the float formats, whose widest tile is 3 rows for 4 tokens),
-     * 64 for generation; at least 4 chunks per thread to balance, and with
-     * row tiles whole calls where the rows allow (a tail call repeats rows). */
-    const int64_t step = j.rows ? j.rows_step : 1;
-    int64_t chunk = n_tok >= QI_TILE ? (16 + step - 1) / step * step : 64;
-    if (nth > 1 && (n_out + chunk - 1) / chunk < 4 * (int64_t)nth) {
-        chunk = (n_out + 4 * nth - 1) / (4 * nth);
-        if (chunk > step) chunk = (chunk + step - 1) / step * step;
-        if (chunk < 1) chunk = 1;
-    }
-    j.chunk = chunk;
-    j.n_chunks = (n_out + chunk - 1) / chunk;
-    atomic_init(&j.next, 0);
+    dot_job_init(&j, t, w, w_stride, n_out, n_in, quantize_acts(t->act, x, work, n_in, n_tok, nth), n_tok, out, nth);
     if (nth > 1) qi_pool_run(dot_task, &j, nth);
     else dot_task(&j, 0, 1);
+    return QI_OK;
+}
+
+/* ---- several matrices, one activation, one pool job ---------------------------
+ * Q, K and V (and an FFN's gate and up) read the same input: one call
+ * quantizes it once per activation format and runs every matrix's chunks from
+ * one shared counter, so a generation step waits for the threads 4 times per
+ * layer instead of 7 (each wait costs the slower thread's last chunk plus the
+ * hand-off). Outputs equal separate qi_matmul calls bit for bit: the same
+ * kernels, and no output depends on which rows share its chunk or tile. */
+typedef struct {
+    dot_job jobs[QI_MATMUL_MULTI_MAX];
+    int64_t first[QI_MATMUL_MULTI_MAX + 1];   /* chunk index where each job starts */
+    atomic_llong next;
+} multi_job;
+
+static void multi_task(void *p, int ith, int nth) {
+    multi_job *mj = p;
+    (void)ith;
+    (void)nth;
+    int m = 0;
+    for (int64_t c; (c = atomic_fetch_add(&mj->next, 1)) < mj->first[QI_MATMUL_MULTI_MAX];) {
+        while (c >= mj->first[m + 1]) m++;   /* chunks are taken in increasing order */
+        dot_chunk(&mj->jobs[m], c - mj->first[m]);
+    }
+}
+
+int64_t qi_matmul_multi_work_size(int n_mat, const int *types, int64_t n_tok, int64_t n_in) {
+    if (n_mat < 1 || n_mat > QI_MATMUL_MULTI_MAX || n_tok < 0) return QI_EINVAL;
+    int64_t q8 = 0, q8k = 0;
+    for (int m = 0; m < n_mat; m++) {
+        const int64_t need = qi_matmul_work_size(types[m], n_tok, n_in);
+        if (need < 0) return QI_EINVAL;
+        if (qi_dot_type_get(types[m])->act == QI_ACT_Q8) q8 = need;
+        else if (qi_dot_type_get(types[m])->act == QI_ACT_Q8K) q8k = need;
+    }
+    return q8 + q8k;
+}
+
+int qi_matmul_multi(int n_mat, const int *types, const uint8_t *const *w, const int64_t *w_stride,
+                    const int64_t *n_out, int64_t n_in, const float *x, int64_t n_tok, float *const *out,
+                    uint8_t *work, int64_t work_size, int n_threads) {
+    const int64_t need = qi_matmul_multi_work_size(n_mat, types, n_tok, n_in);
+    if (need < 0 || n_in <= 0 || work_size < need || (need > 0 && work == NULL)) return QI_EINVAL;
+    double bytes = 0;
+    for (int m = 0; m < n_mat; m++) {
+        const qi_dot_type *t = qi_dot_type_get(types[m]);
+        if (n_in % t->block || n_out[m] < 0 || w_stride[m] < n_in / t->block * t->block_bytes) return QI_EINVAL;
+        bytes += (double)(n_in / t->block * t->block_bytes) * (double)n_out[m] * (double)n_tok;
+    }
+    if (n_tok == 0) return QI_OK;
+    int nth = n_threads < 1 ? 1 : n_threads;
+    if (bytes < QI_MIN_PARALLEL_BYTES) nth = 1;
+
+    /* one quantized copy of x per activation format: Q8 first, then Q8K */
+    const uint8_t *acts[3] = {(const uint8_t *)x, NULL, NULL};
+    int64_t used = 0;
+    for (int f = QI_ACT_Q8; f <= QI_ACT_Q8K; f++)
+        for (int m = 0; m < n_mat; m++)
+            if (qi_dot_type_get(types[m])->act == f) {
+                acts[f] = quantize_acts(f, x, work + used, n_in, n_tok, nth);
+                used += (int64_t)qi_act_row_size(f, n_in) * n_tok;
+                break;
+            }
+    multi_job mj;
+    mj.first[0] = 0;
+    for (int m = 0; m < QI_MATMUL_MULTI_MAX; m++) {
+        if (m < n_mat) {
+            const qi_dot_type *t = qi_dot_type_get(types[m]);
+            dot_job_init(&mj.jobs[m], t, w[m], w_stride[m], n_out[m], n_in, acts[t->act], n_tok, out[m], nth);
+        }
+        mj.first[m + 1] = mj.first[m] + (m < n_mat ? mj.jobs[m].n_chunks : 0);
+    }
+    atomic_init(&mj.next, 0);
+    if (nth > 1) qi_pool_run(multi_task, &mj, nth);
+    else multi_task(&mj, 0, 1);
     return QI_OK;
 }

@@ -38,6 +38,21 @@ class Forward:
             fn = self._bound[id(m)] = self._bind(m)
         return fn(x)
 
+    def linear_group(self, ms, x):
+        """[x @ W.T for W in ms]: matrices that read the same input, in one
+        backend call where the backend offers it (bind_matmul_group)."""
+        key = tuple(id(m) for m in ms)
+        fn = self._bound.get(key)
+        if fn is None:
+            group = getattr(self.be, "bind_matmul_group", None)
+            if group is not None:
+                fn = group([(m.qtype, m.data) for m in ms], ms[0].n_in, n_threads=self.n_threads)
+            else:
+                fns = [self._bind(m) for m in ms]
+                fn = lambda x: [f(x) for f in fns]  # noqa: E731
+            self._bound[key] = fn
+        return fn(x)
+
     def _bind(self, m):
         bind = getattr(self.be, "bind_matmul", None)
         if bind is not None:
@@ -51,9 +66,10 @@ class Forward:
 
     def attention(self, i, layer, h, pos0, pos):
         hp, ops, n = self.hp, self.ops, h.shape[0]
-        q = self.linear(layer.wq, h).reshape(n, hp.n_head, hp.head_dim)
-        k = self.linear(layer.wk, h).reshape(n, hp.n_head_kv, hp.head_dim)
-        v = self.linear(layer.wv, h).reshape(n, hp.n_head_kv, hp.head_dim_v)
+        q, k, v = self.linear_group((layer.wq, layer.wk, layer.wv), h)
+        q = q.reshape(n, hp.n_head, hp.head_dim)
+        k = k.reshape(n, hp.n_head_kv, hp.head_dim)
+        v = v.reshape(n, hp.n_head_kv, hp.head_dim_v)
         ops.rope(q, pos, hp.rope_base)
         ops.rope(k, pos, hp.rope_base)
         self.cache.write(i, pos0, k, v)
@@ -64,8 +80,8 @@ class Forward:
     def ffn(self, layer, h):
         f = layer.ffn
         if isinstance(f, DenseFFN):
-            return self.linear(f.down, self.ops.silu_mul(self.linear(f.gate, h), self.linear(f.up, h)))
-        return moe_ffn(h, f, self.hp.n_expert_used, self.linear, self.ops)
+            return self.linear(f.down, self.ops.silu_mul(*self.linear_group((f.gate, f.up), h)))
+        return moe_ffn(h, f, self.hp.n_expert_used, self.linear, self.ops, self.linear_group)
 
     # -- the pass ----------------------------------------------------------------
 

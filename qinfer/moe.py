@@ -32,13 +32,16 @@ def _route_one(h, router, n_used, ops):
     return top, (w / w.sum()).astype(np.float32)
 
 
-def moe_ffn(h, ffn, n_used, linear, ops):
+def moe_ffn(h, ffn, n_used, linear, ops, linear_group=None):
     """The MoE block's output for normalised hidden states h [n, n_embd].
-    linear(matrix, x) -> x @ W.T runs one expert matrix over gathered rows."""
-    return (moe_one_token if h.shape[0] == 1 else moe_batched)(h, ffn, n_used, linear, ops)
+    linear(matrix, x) -> x @ W.T runs one expert matrix over gathered rows;
+    linear_group(matrices, x), when given, runs an expert's gate and up in one call."""
+    if linear_group is None:
+        linear_group = lambda ms, x: [linear(m, x) for m in ms]  # noqa: E731
+    return (moe_one_token if h.shape[0] == 1 else moe_batched)(h, ffn, n_used, linear, ops, linear_group)
 
 
-def moe_one_token(h, ffn, n_used, linear, ops):
+def moe_one_token(h, ffn, n_used, linear, ops, linear_group):
     """moe_batched for h of one row (a generation step, once per layer) with the
     same arithmetic, minus numpy's per-call costs of sorting, unique and fancy
     indexing (~200 us a layer)."""
@@ -46,7 +49,7 @@ def moe_one_token(h, ffn, n_used, linear, ops):
     out = None
     # ascending expert id, the order moe_batched adds them in
     for w, e in sorted(zip(weights, top), key=lambda p: p[1]):
-        y = linear(ffn.down[e], ops.silu_mul(linear(ffn.gate[e], h), linear(ffn.up[e], h)))
+        y = linear(ffn.down[e], ops.silu_mul(*linear_group((ffn.gate[e], ffn.up[e]), h)))
         y *= w
         if out is None:
             out = y
@@ -55,13 +58,13 @@ def moe_one_token(h, ffn, n_used, linear, ops):
     return out
 
 
-def moe_batched(h, ffn, n_used, linear, ops):
+def moe_batched(h, ffn, n_used, linear, ops, linear_group):
     """Tokens grouped by expert: each expert's matrices run once over its rows."""
     experts, weights = route(h, ffn.router, n_used, ops)
     out = np.zeros_like(h)
     for e in np.unique(experts):
         rows, slot = np.nonzero(experts == e)   # a token picks an expert at most once
         xe = np.ascontiguousarray(h[rows])
-        ye = linear(ffn.down[e], ops.silu_mul(linear(ffn.gate[e], xe), linear(ffn.up[e], xe)))
+        ye = linear(ffn.down[e], ops.silu_mul(*linear_group((ffn.gate[e], ffn.up[e]), xe)))
         out[rows] += weights[rows, slot][:, None] * ye
     return out

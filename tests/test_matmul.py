@@ -488,3 +488,39 @@ def test_legacy_extreme_codes(backend, type_name):
     x = np.ones((5, 4 * 32), dtype=np.float32)
     x[1::2] *= -1.0    # tokens of all +1 and all -1: q = +-127 everywhere
     check_against_oracle(qt, w, x, get_backend(backend).matmul(qt, w, x))
+
+
+# ---- several matrices in one call (native qi_matmul_multi) -------------------
+# Q/K/V and gate/up go through one C call in the forward pass; it must give
+# exactly what separate calls give, for any mix of types (Q4_K_M mixes Q4_K,
+# Q6_K; Mixtral's attention adds Q8_0) and thread count.
+
+@pytest.mark.skipif("native" not in available(), reason="the C core is not built")
+@settings(max_examples=25, deadline=None)
+@given(types=st.lists(st.sampled_from(["Q4_K", "Q6_K", "Q8_0", "Q4_0", "F16", "Q5_1"]), min_size=2, max_size=4),
+       n_outs=st.lists(st.integers(0, 70), min_size=4, max_size=4), n_tok=st.sampled_from([1, 3, 6]),
+       threads=st.sampled_from([1, 2, 3]), seed=st.integers(0, 2**31))
+def test_matmul_group_equals_separate_calls(types, n_outs, n_tok, threads, seed):
+    rng = np.random.default_rng(seed)
+    be = get_backend("native")
+    n_in = 512
+    mats = [(get_type(t), random_rows(get_type(t), n_out, n_in, rng)) for t, n_out in zip(types, n_outs)]
+    x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+    outs = be.bind_matmul_group(mats, n_in, n_threads=threads)(x)
+    assert len(outs) == len(mats)
+    for (qt, w), y in zip(mats, outs):
+        np.testing.assert_array_equal(y, be.bind_matmul(qt, w, n_in, n_threads=1)(x))
+
+
+@pytest.mark.skipif("native" not in available(), reason="the C core is not built")
+def test_matmul_group_refuses_bad_arguments():
+    from qinfer._native import ffi, lib
+
+    rng = np.random.default_rng(1)
+    qt = get_type("Q8_0")
+    w = random_rows(qt, 4, 64, rng)
+    with pytest.raises(QinferError, match="activations of shape"):
+        get_backend("native").bind_matmul_group([(qt, w), (qt, w)], 64)(np.zeros((1, 32), np.float32))
+    types = ffi.new("int[]", [8] * 5)
+    assert lib.qi_matmul_multi_work_size(5, types, 1, 64) < 0      # more than 4 matrices
+    assert lib.qi_matmul_multi_work_size(2, ffi.new("int[]", [8, 15]), 1, 64) < 0   # Q8_K weights

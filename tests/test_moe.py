@@ -19,6 +19,10 @@ def _linear(m, x):
     return np.stack([(m @ row.astype(np.float32)).astype(np.float32) for row in x])
 
 
+def _group(ms, x):
+    return [_linear(m, x) for m in ms]
+
+
 def _ffn(rng, n_expert, dim, hidden, tie=False):
     router = rng.standard_normal((n_expert, dim)).astype(np.float32)
     if tie:
@@ -65,8 +69,8 @@ def test_one_token_path_equals_batched_path(n_expert, k, tie, seed):
         one = moe_ffn(row, ffn, k, _linear, OPS)
         assert one.shape == (1, 16)
         # The same single row through both paths: bit for bit.
-        np.testing.assert_array_equal(one, moe_one_token(row, ffn, k, _linear, OPS))
-        np.testing.assert_array_equal(one, moe_batched(row, ffn, k, _linear, OPS))
+        np.testing.assert_array_equal(one, moe_one_token(row, ffn, k, _linear, OPS, _group))
+        np.testing.assert_array_equal(one, moe_batched(row, ffn, k, _linear, OPS, _group))
         # Within a batch only the router's product (numpy/BLAS, which may block
         # 3 rows differently from 1) changes: float32 rounding of the logits.
         np.testing.assert_allclose(one[0], batched[t], rtol=1e-5, atol=1e-6)

@@ -147,3 +147,37 @@ class Backend:
 
         return run
 
+    def bind_matmul_group(self, mats, n_in, n_threads=None):
+        """x -> [x @ W.T for W in mats] for 2-4 matrices (any types) that read the
+        same input, in one C call (qi_matmul_multi): one activation
+        quantization and one wait for the threads instead of one per matrix.
+        mats: (qtype, rows) pairs. Outputs equal bind_matmul's bit for bit."""
+        checked = [_Reference.matmul_args(qt, w, np.zeros((0, n_in), np.float32), None)[:2] for qt, w in mats]
+        n = len(checked)
+        types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
+        ptrs = ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", w.ctypes.data if w.shape[0] else 0)
+                                              for _, w in checked])
+        strides = ffi.new("int64_t[]", [w.strides[0] if w.shape[0] else w.shape[1] for _, w in checked])
+        n_outs = [w.shape[0] for _, w in checked]
+        n_out_c = ffi.new("int64_t[]", n_outs)
+        threads = n_threads or os.cpu_count() or 1
+        work_size, multi = lib.qi_matmul_multi_work_size, lib.qi_matmul_multi
+        name = "matmul (" + ", ".join(qt.name for qt, _ in checked) + ")"
+
+        def run(x):
+            if x.dtype != np.float32 or not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x, dtype=np.float32)
+            if x.ndim != 2 or x.shape[1] != n_in:
+                raise QinferError(f"{name}: activations of shape {x.shape}, expected [n, {n_in}]")
+            n_tok = x.shape[0]
+            outs = [np.empty((n_tok, k), dtype=np.float32) for k in n_outs]
+            out_c = ffi.new("float *[]", [ffi.from_buffer("float[]", o) for o in outs])
+            need = work_size(n, types, n_tok, n_in)
+            check(min(0, need), name)
+            work = self._work(need)
+            check(multi(n, types, ptrs, strides, n_out_c, n_in, ffi.from_buffer("float[]", x), n_tok, out_c,
+                        ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
+            return outs
+
+        return run
+
