@@ -46,10 +46,14 @@ def moe_one_token(h, ffn, n_used, linear, ops, linear_group):
     same arithmetic, minus numpy's per-call costs of sorting, unique and fancy
     indexing (~200 us a layer)."""
     top, weights = _route_one(h, ffn.router, n_used, ops)
+    chosen = sorted(zip(weights, top), key=lambda p: p[1])   # ascending id, moe_batched's order
+    # The chosen experts' gate and up matrices all read h: one call for
+    # two experts (Mixtral's top-2), so the threads are waited for once.
+    mats = [m for _, e in chosen for m in (ffn.gate[e], ffn.up[e])]
+    gu = [y for i in range(0, len(mats), 4) for y in linear_group(mats[i:i + 4], h)]
     out = None
-    # ascending expert id, the order moe_batched adds them in
-    for w, e in sorted(zip(weights, top), key=lambda p: p[1]):
-        y = linear(ffn.down[e], ops.silu_mul(*linear_group((ffn.gate[e], ffn.up[e]), h)))
+    for i, (w, e) in enumerate(chosen):
+        y = linear(ffn.down[e], ops.silu_mul(gu[2 * i], gu[2 * i + 1]))
         y *= w
         if out is None:
             out = y
