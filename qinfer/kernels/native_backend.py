@@ -50,6 +50,14 @@ def ptr(arr, ctype):
     return ffi.cast(ctype, ffi.from_buffer(arr)) if arr is not None else ffi.NULL
 
 
+def weight_rows(w):
+    """(pointer, row stride in bytes) of checked weight rows; rows may be a
+    strided view (a memmap slice)."""
+    if not w.shape[0]:
+        return ffi.cast("const uint8_t *", 0), w.shape[1]
+    return ffi.cast("const uint8_t *", w.ctypes.data), w.strides[0]
+
+
 def check(rc, what):
     if rc != 0:
         raise QinferError(f"native {what} failed with code {rc}")
@@ -112,9 +120,7 @@ class Backend:
         check(min(0, need), "qi_matmul_work_size")
         work = self._work(need)
         threads = n_threads or os.cpu_count() or 1
-        # Rows may be a strided view (a memmap slice): pass the address and row stride.
-        wp = ffi.cast("const uint8_t *", w.ctypes.data if n_out else 0)
-        stride = w.strides[0] if n_out else w.shape[1]
+        wp, stride = weight_rows(w)
         check(lib.qi_matmul(qt.ggml_id, wp, stride, n_out, n_in, ptr(x, "const float *"), n_tok,
                             ptr(out, "float *"), ptr(work, "uint8_t *"), work.size, threads),
               f"matmul ({qt.name})")
@@ -126,16 +132,12 @@ class Backend:
         per-call Python of matmul() was ~8% of a 1B model's token."""
         qt, w, _, _ = _Reference.matmul_args(qt, w, np.zeros((0, n_in), np.float32), None)
         n_out, gid = w.shape[0], qt.ggml_id
-        wp = ffi.cast("const uint8_t *", w.ctypes.data if n_out else 0)
-        stride = w.strides[0] if n_out else w.shape[1]
+        wp, stride = weight_rows(w)
         threads = n_threads or os.cpu_count() or 1
         work_size, matmul, name = lib.qi_matmul_work_size, lib.qi_matmul, f"matmul ({qt.name})"
 
         def run(x):
-            if x.dtype != np.float32 or not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x, dtype=np.float32)
-            if x.ndim != 2 or x.shape[1] != n_in:
-                raise QinferError(f"{name}: activations of shape {x.shape}, expected [n, {n_in}]")
+            x = _Reference.bound_activations(x, n_in, name)
             n_tok = x.shape[0]
             out = np.empty((n_tok, n_out), dtype=np.float32)
             need = work_size(gid, n_tok, n_in)
@@ -155,9 +157,9 @@ class Backend:
         checked = [_Reference.matmul_args(qt, w, np.zeros((0, n_in), np.float32), None)[:2] for qt, w in mats]
         n = len(checked)
         types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
-        ptrs = ffi.new("const uint8_t *[]", [ffi.cast("const uint8_t *", w.ctypes.data if w.shape[0] else 0)
-                                              for _, w in checked])
-        strides = ffi.new("int64_t[]", [w.strides[0] if w.shape[0] else w.shape[1] for _, w in checked])
+        rows = [weight_rows(w) for _, w in checked]
+        ptrs = ffi.new("const uint8_t *[]", [p for p, _ in rows])
+        strides = ffi.new("int64_t[]", [st for _, st in rows])
         n_outs = [w.shape[0] for _, w in checked]
         n_out_c = ffi.new("int64_t[]", n_outs)
         threads = n_threads or os.cpu_count() or 1
@@ -165,10 +167,7 @@ class Backend:
         name = "matmul (" + ", ".join(qt.name for qt, _ in checked) + ")"
 
         def run(x):
-            if x.dtype != np.float32 or not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x, dtype=np.float32)
-            if x.ndim != 2 or x.shape[1] != n_in:
-                raise QinferError(f"{name}: activations of shape {x.shape}, expected [n, {n_in}]")
+            x = _Reference.bound_activations(x, n_in, name)
             n_tok = x.shape[0]
             outs = [np.empty((n_tok, k), dtype=np.float32) for k in n_outs]
             out_c = ffi.new("float *[]", [ffi.from_buffer("float[]", o) for o in outs])

@@ -9,7 +9,6 @@ import importlib
 import numba  # noqa: F401  (import error here = backend unavailable)
 import numpy as np
 
-from ..errors import QinferError
 from ._dispatch import missing
 from .numpy_backend import Backend as _Reference
 
@@ -65,10 +64,7 @@ class Backend:
         name = f"matmul ({qt.name})"
 
         def run(x):
-            if x.dtype != np.float32 or not x.flags.c_contiguous:
-                x = np.ascontiguousarray(x, dtype=np.float32)
-            if x.ndim != 2 or x.shape[1] != n_in:
-                raise QinferError(f"{name}: activations of shape {x.shape}, expected [n, {n_in}]")
+            x = _Reference.bound_activations(x, n_in, name)
             out = np.empty((x.shape[0], n_out), dtype=np.float32)
             return mm.matmul_rows(qt, flat, stride, n_out, x, out, n_threads)
 

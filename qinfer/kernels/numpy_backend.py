@@ -74,6 +74,16 @@ class Backend:
             raise QinferError(f"matmul output must be a C-contiguous float32 array of shape {shape}")
         return qt, w, x, out
 
+    @staticmethod
+    def bound_activations(x, n_in, name):
+        """x as C-contiguous float32 [n_tok, n_in] for a bound matmul (the
+        per-call half of matmul_args; the weights were checked at binding)."""
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != n_in:
+            raise QinferError(f"{name}: activations of shape {x.shape}, expected [n, {n_in}]")
+        return x
+
     def matmul(self, qt, w, x, out=None, n_threads=None):
         """y = x @ W.T with W dequantized by the reference code, in float64."""
         from ..quants import dequantize
