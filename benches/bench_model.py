@@ -18,7 +18,6 @@ token, so bytes/token * tg / bandwidth says how close to the hardware limit it i
 e.g. native,numba to compare the Numba backend with the C core on one file.
 """
 import argparse
-import functools
 import os
 import sys
 import time
@@ -205,54 +204,86 @@ def bytes_per_token(path):
     return total
 
 
+def reread_into_huge_pages(path):
+    """Drop the file's clean pages from the page cache and read it back through
+    qinfer's mapping (which asks for huge pages), so that both runtimes stream
+    2 MiB folios. Without this the folio sizes are whatever wrote or last read
+    the file (llama.cpp's quantizer leaves 4 KiB pages), which moved tg by
+    10-15% between runs. Returns the fraction of the file mapped by huge pages
+    (0 where the kernel has no THP for files)."""
+    from qinfer.gguf_file import GGUFFile
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    f = GGUFFile(path)
+    buf = f.buffer
+    int(buf[::4096].sum())   # one byte per page: faults the whole file in
+    huge = 0
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        mine = False
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                mine = line.rstrip().endswith(os.path.abspath(path))
+            elif mine and head[0] == "FilePmdMapped:":
+                huge += int(head[1]) * 1024
+    del buf
+    f.close()
+    return huge / os.path.getsize(path)
+
+
 # tg is timed after a prompt of this many tokens (the issue: "64 tokens after a
 # short prompt"), so the KV cache holds 16..80 positions while it runs.
 TG_PROMPT = 16
 
 
-def time_runtime(reset, eval_tokens, n_vocab, pp, tg, reps):
-    """Best-of-reps pp and tg tokens/s. A short prompt and one generated token
-    first warm up (JIT compilation, page faults of the mapped file); a full
-    warm-up prompt would add a minute per run at the 7B shape."""
+def time_runtimes(runtimes, pp, tg, reps):
+    """Best-of-reps pp and tg tokens/s of each runtime, the runtimes taking
+    turns rep by rep: this VM's speed drifts by 10-30% over minutes, so timing
+    one runtime's reps and then the other's would compare two different
+    machines. runtimes: {label: (reset, eval_tokens, n_vocab)}. A short prompt
+    and one generated token first warm each up (JIT compilation, page faults of
+    the mapped file); a full warm-up prompt would add a minute per run at the
+    7B shape."""
     rng = np.random.default_rng(0)
-    reset()
-    eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))
-    eval_tokens(rng.integers(0, n_vocab, 1))
-    res = {}
-    best = float("inf")
-    for _ in range(reps):
+    for reset, eval_tokens, n_vocab in runtimes.values():
         reset()
-        t = time.perf_counter()
-        eval_tokens(rng.integers(0, n_vocab, pp))
-        best = min(best, time.perf_counter() - t)
-    res["pp"] = pp / best
-    best = float("inf")
+        eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))
+        eval_tokens(rng.integers(0, n_vocab, 1))
+    best = {label: {"pp": float("inf"), "tg": float("inf")} for label in runtimes}
     for _ in range(reps):
-        reset()
-        eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))  # untimed short prompt
-        t = time.perf_counter()
-        for tok in rng.integers(0, n_vocab, tg):
-            eval_tokens([int(tok)])
-        best = min(best, time.perf_counter() - t)
-    res["tg"] = tg / best
-    return res
+        for label, (reset, eval_tokens, n_vocab) in runtimes.items():
+            reset()
+            t = time.perf_counter()
+            eval_tokens(rng.integers(0, n_vocab, pp))
+            best[label]["pp"] = min(best[label]["pp"], time.perf_counter() - t)
+    for _ in range(reps):
+        for label, (reset, eval_tokens, n_vocab) in runtimes.items():
+            reset()
+            eval_tokens(rng.integers(0, n_vocab, TG_PROMPT))  # untimed short prompt
+            t = time.perf_counter()
+            for tok in rng.integers(0, n_vocab, tg):
+                eval_tokens([int(tok)])
+            best[label]["tg"] = min(best[label]["tg"], time.perf_counter() - t)
+    return {label: {"pp": pp / b["pp"], "tg": tg / b["tg"]} for label, b in best.items()}
 
 
-def time_qinfer(path, threads, pp, tg, reps=2, backend="auto"):
+def qinfer_runtime(path, threads, n_ctx, backend="auto"):
     import qinfer
 
-    m = qinfer.load(path, n_ctx=max(pp, TG_PROMPT) + tg + 1, n_threads=threads, backend=backend)
-    res = time_runtime(m.reset, lambda ids: m.eval(ids, last_only=True), m.n_vocab, pp, tg, reps)
-    res["backend"] = m.backend.name
-    return res
+    m = qinfer.load(path, n_ctx=n_ctx, n_threads=threads, backend=backend)
+    return f"qinfer/{m.backend.name}", (m.reset, lambda ids: m.eval(ids, last_only=True), m.n_vocab)
 
 
-def time_llamacpp(path, threads, pp, tg, reps=2):
+def llamacpp_runtime(path, threads, n_ctx):
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(path), n_ctx=max(pp, TG_PROMPT) + tg + 1, n_batch=512, n_threads=threads,
+    llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
                           n_threads_batch=threads, verbose=False)
-    return time_runtime(llm.reset, lambda ids: llm.eval([int(x) for x in ids]), llm.n_vocab(), pp, tg, reps)
+    return "llama.cpp", (llm.reset, lambda ids: llm.eval([int(x) for x in ids]), llm.n_vocab())
 
 
 def main(argv=None):
@@ -269,7 +300,11 @@ def main(argv=None):
     ap.add_argument("--random-quant", action="store_true",
                     help="write each file type's blocks at random instead of quantizing an F16 file "
                          "with llama.cpp (for shapes too big for that, e.g. mistral-7b)")
-    ap.add_argument("--reps", type=int, default=2, help="timed repetitions (best kept), after a short warm-up")
+    ap.add_argument("--keep-page-cache", action="store_true",
+                    help="time the files in whatever page sizes the page cache holds them, instead of "
+                         "re-reading each into huge pages first")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="timed repetitions (best kept) after a short warm-up, the runtimes taking turns")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     f16 = os.path.join(args.dir, f"{args.shape}-F16.gguf")
@@ -293,16 +328,19 @@ def main(argv=None):
             quantize_with_llamacpp(f16, path + ".tmp", ftype)
             os.replace(path + ".tmp", path)
         per_tok = bytes_per_token(path)
+        if not args.keep_page_cache:
+            print(f"# {os.path.basename(path)}: {100 * reread_into_huge_pages(path):.0f}% in 2 MiB pages",
+                  flush=True)
         for threads in thread_counts:
-            runs = [("qinfer", functools.partial(time_qinfer, backend=b)) for b in args.backends.split(",")]
-            runs += [] if args.no_llamacpp else [("llama.cpp", time_llamacpp)]
-            for name, fn in runs:
-                r = fn(path, threads, args.pp, args.tg, reps=args.reps)
-                label = f"{name}/{r['backend']}" if "backend" in r else name
+            n_ctx = max(args.pp, TG_PROMPT) + args.tg + 1
+            runtimes = dict(qinfer_runtime(path, threads, n_ctx, b) for b in args.backends.split(","))
+            if not args.no_llamacpp:
+                runtimes.update([llamacpp_runtime(path, threads, n_ctx)])
+            for label, r in time_runtimes(runtimes, args.pp, args.tg, args.reps).items():
                 frac = 100 * per_tok * r["tg"] / (bw * 1e9)
                 print(f"{ftype:8s} {threads:3d} {label:>13s} {r['pp']:9.1f} {r['tg']:8.2f} {frac:6.1f}%",
                       flush=True)
-
+            del runtimes
 
 if __name__ == "__main__":
     main()

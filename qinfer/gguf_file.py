@@ -131,6 +131,20 @@ class _Cursor:
         return a
 
 
+def _advise_huge_pages(mm):
+    """Ask Linux to read the file into 2 MiB page-cache folios and map them
+    with one TLB entry each. Generation streams every weight once per token,
+    and with 4 KiB pages the page walks cost 10-15% of a matmul's bandwidth
+    (benches/README.md, "Huge pages"). Only pages the file reads from disk from
+    now on are affected; a kernel without THP for files ignores or refuses it."""
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        try:
+            mm.madvise(advice)
+        except OSError:
+            pass
+
+
 class GGUFFile:
     """A parsed, validated GGUF file backed by a read-only memory map."""
 
@@ -147,6 +161,7 @@ class GGUFFile:
             self._mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
+        _advise_huge_pages(self._mmap)
         self.buffer = np.frombuffer(self._mmap, dtype=np.uint8)
         self.metadata = {}
         self.value_types = {}

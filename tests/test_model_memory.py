@@ -3,6 +3,7 @@ the metadata, whatever the size of the weights."""
 import os
 
 import numpy as np
+import pytest
 from gguf import GGUFWriter
 
 import qinfer
@@ -51,3 +52,30 @@ def test_load_does_not_read_the_weights(tmp_path):
     assert grown < 8 * 2**20, f"load grew RSS by {grown / 2**20:.1f} MiB for a {size / 2**20:.0f} MiB file"
     logits = m.logits([1, 2, 3])
     assert logits.shape == (3, 16384) and np.isfinite(logits).all()
+
+
+def _vm_flags_of_mapping(path):
+    """VmFlags of this process's mapping of `path` (from /proc/self/smaps)."""
+    target, mine = os.path.realpath(path), False
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                mine = line.rstrip().endswith(target)
+            elif mine and head[0] == "VmFlags:":
+                return set(head[1:])
+    return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel/mm/transparent_hugepage"),
+                    reason="the kernel has no transparent huge pages (not Linux, or THP compiled out)")
+def test_the_weights_mapping_asks_for_huge_pages(tmp_path):
+    # Generation streams every weight each token; 2 MiB pages spare the page
+    # walks that cost 10-15% of the bandwidth with 4 KiB pages (benches/README.md).
+    path = _write(tmp_path / "big.gguf")
+    m = qinfer.load(path, n_ctx=64)
+    flags = _vm_flags_of_mapping(path)
+    assert flags is not None, "the model file is not mapped"
+    assert "hg" in flags, f"no MADV_HUGEPAGE on the weights' mapping (VmFlags {sorted(flags)})"
+    assert "mr" in flags and "mw" not in flags, "the weights must be mapped read-only"
+    del m
