@@ -344,47 +344,81 @@ def extreme_rows(qt, n_rows, n_in):
     return raw.reshape(n_rows, nb * qt.type_size)
 
 
-@pytest.mark.skipif("native" not in FAST, reason="native core not built")
+@pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("type_name", K_QUANTS)
 @pytest.mark.parametrize("n_tok", [1, 4, 6])
-def test_kquant_extreme_codes_and_scales(type_name, n_tok):
+def test_kquant_extreme_codes_and_scales(backend, type_name, n_tok):
     qt = get_type(type_name)
     n_in = 3 * 256
     w = extreme_rows(qt, 7, n_in)   # 7: the last row of a pair kernel is paired with itself
     sign = np.where(np.arange(n_tok)[:, None] % 2 == 0, 1.0, -1.0)
     x = np.broadcast_to(sign * 0.5, (n_tok, n_in)).astype(np.float32)
-    y = get_backend("native").matmul(qt, w, x, n_threads=1)
+    y = get_backend(backend).matmul(qt, w, x, n_threads=1)
     check_against_oracle(qt, w, x, y)
 
 
-# ---- Numba one-token path (qinfer/kernels/numba/matvec_decode.py) ---------------
-# One token of these types is computed by decoding weight rows to float32 and
-# dotting them with the block-quantized activations (q*d), not by integer
-# block sums; the tests above cover it through n_tok = 1, these add what they
-# do not reach: rows longer than one decode chunk, the thread split, and
-# agreement with the C core for a single token.
+# ---- Numba kernels in LLVM vector IR (qinfer/kernels/numba/matmul_ir.py) ----------
+# Every (row, token) dot product of the quantized types is one IR function;
+# the tests above check their values, these what they do not reach: rows of
+# model width, a token's independence from its batch and from the thread
+# split, and the half-to-float fallback of targets without F16C.
 
 try:
-    from qinfer.kernels.numba import matmul_kquant as numba_kquant, matvec_decode
+    from qinfer.kernels.numba import matmul_ir, vector_ir
 except ImportError:   # numba not installed: the tests below skip
-    numba_kquant = matvec_decode = None
+    matmul_ir = vector_ir = None
 
 
-@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
-@pytest.mark.parametrize("type_name", matvec_decode.TYPES if matvec_decode else [])
-def test_numba_one_token_long_rows_and_threads(type_name):
-    """Rows of CHUNK + 256 values (a full decode chunk and a partial one) match
-    the oracle within the module bound, and 1 or 2 threads give the same bits
-    (each row is decoded and dotted by the same operations whatever the split)."""
+@pytest.mark.skipif(matmul_ir is None, reason="numba not installed")
+@pytest.mark.parametrize("type_name", matmul_ir.TYPES if matmul_ir else [])
+def test_numba_outputs_do_not_depend_on_the_batch(type_name):
+    """Rows of 4096 + 256 values match the oracle; each token of a batch of 5
+    gets the bits it gets alone, on 1 or 2 threads (the same IR function
+    computes every (row, token) pair whatever the batch and split)."""
     qt = get_type(type_name)
     rng = np.random.default_rng(21)
-    n_in = matvec_decode.CHUNK + 256
+    n_in = 4096 + 256
     w = random_rows(qt, 37, n_in, rng)
-    x = rng.standard_normal((1, n_in)).astype(np.float32)
+    x = rng.standard_normal((5, n_in)).astype(np.float32)
     be = get_backend("numba")
-    y1 = be.matmul(qt, w, x, n_threads=1)
-    check_against_oracle(qt, w, x, y1)
-    assert np.array_equal(be.matmul(qt, w, x, n_threads=2), y1)
+    batch = be.matmul(qt, w, x, n_threads=2)
+    check_against_oracle(qt, w, x, batch)
+    for t in range(5):
+        assert np.array_equal(be.matmul(qt, w, x[t:t + 1], n_threads=1)[0], batch[t]), t
+
+
+@pytest.mark.skipif(matmul_ir is None, reason="numba not installed")
+def test_numba_kernels_without_hardware_f16(tmp_path):
+    """A target without F16C (NUMBA_CPU_FEATURES without +f16c) converts the
+    block scales by bit construction instead of fpext: compiled fresh in a
+    subprocess, the kernels still match the oracle."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        pytest.skip("arm64 always converts in hardware")
+    names = ["Q4_0", "Q5_1", "Q8_0", "Q2_K", "Q4_K", "Q6_K"]
+    script = f"""
+import sys
+import numpy as np
+sys.path[:0] = {[os.path.dirname(__file__), os.path.join(os.path.dirname(__file__), "support")]!r}
+from qinfer.kernels.numba import vector_ir
+assert not vector_ir.HARDWARE_F16
+from test_matmul import check_against_oracle, random_rows, get_backend, get_type
+rng = np.random.default_rng(5)
+for name in {names!r}:
+    qt = get_type(name)
+    w = random_rows(qt, 19, 512, rng)
+    # f16 scales of every kind: the random blocks' normal values plus subnormals, inf-free
+    x = rng.standard_normal((2, 512)).astype(np.float32)
+    check_against_oracle(qt, w, x, get_backend("numba").matmul(qt, w, x, n_threads=1))
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_CPU_FEATURES="+avx2,+fma,+sse4.2,+popcnt,+avx,+sse4.1,+ssse3",
+               NUMBA_CACHE_DIR=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]
 
 
 @pytest.mark.skipif(len(FAST) < 2, reason="needs native and numba")
@@ -406,7 +440,7 @@ def test_native_and_numba_agree_one_token(type_name, n_out, n_blocks, seed):
     assert np.all(np.abs(a - b) <= (n_in // qt.block_size + 16) * 8 * U * mag + 1e-30)
 
 
-@pytest.mark.skipif(numba_kquant is None, reason="numba not installed")
+@pytest.mark.skipif(vector_ir is None, reason="numba not installed")
 @pytest.mark.parametrize("features, expected", [("+avx2,+fma,+f16c", True), ("+avx2,+fma", False)])
 def test_numba_hardware_f16_follows_the_target_features(monkeypatch, features, expected):
     """Half-to-float in hardware only when Numba's target has it (x86: F16C);
@@ -414,11 +448,11 @@ def test_numba_hardware_f16_follows_the_target_features(monkeypatch, features, e
     import platform
     if platform.machine().lower() in ("aarch64", "arm64"):
         pytest.skip("arm64 always converts in hardware")
-    monkeypatch.setattr(numba_kquant.numba.config, "CPU_FEATURES", features)
-    assert numba_kquant._hardware_f16() is expected
+    monkeypatch.setattr(vector_ir.numba.config, "CPU_FEATURES", features)
+    assert vector_ir._hardware_f16() is expected
 
 
-@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+@pytest.mark.skipif(matmul_ir is None, reason="numba not installed")
 @pytest.mark.parametrize("type_name", ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "BF16"])
 def test_numba_threads_give_identical_bits(type_name):
     """Rows are claimed in chunks by whichever thread is free (row_pool); each
@@ -435,7 +469,7 @@ def test_numba_threads_give_identical_bits(type_name):
             assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref), (n_tok, threads)
 
 
-@pytest.mark.skipif(matvec_decode is None, reason="numba not installed")
+@pytest.mark.skipif(matmul_ir is None, reason="numba not installed")
 def test_numba_concurrent_callers():
     """Two Python threads share row_pool's workers; each call has its own row
     counter, so neither takes or waits for the other's rows."""

@@ -107,3 +107,34 @@ def test_native_rope_table_is_exact_and_never_stale():
                                     ffi.cast("const int32_t *", ffi.from_buffer(pos)),
                                     3, 2, want.shape[2], base) == 0
         np.testing.assert_array_equal(ops.rope(np.ascontiguousarray(d_x).copy(), pos, base), want)
+
+
+@pytest.mark.skipif("numba" not in available(), reason="numba not installed")
+@pytest.mark.parametrize("kv", [np.float16, np.float32])
+def test_numba_ops_split_over_threads(kv):
+    """Sizes above the thresholds where the Numba ops share work with
+    row_pool's threads (one-token SiLU slices, attention jobs, rows): two
+    threads give the bits one thread gives, and both match the reference."""
+    from qinfer.kernels.numba.ops import SILU_SLICE, numba_threads
+
+    rng = np.random.default_rng(11)
+    ops = get_ops("numba")
+    g, u = _x(rng, 1, 3 * SILU_SLICE + 17, scale=4.0), _x(rng, 1, 3 * SILU_SLICE + 17)
+    x, w = _x(rng, 7, 300, scale=3.0), _x(rng, 300)
+    rq = _x(rng, 7, 4, 32)
+    pos = np.arange(100, 107, dtype=np.int32)
+    q = _x(rng, 3, 8, 64, scale=2.0)
+    k, v = _x(rng, 200, 2, 64).astype(kv), _x(rng, 200, 2, 48).astype(kv)
+    runs = []
+    for threads in (1, 2):
+        with numba_threads(threads):
+            runs.append((ops.silu_mul(g, u), ops.rms_norm(x, w, 1e-5), ops.softmax(x),
+                         ops.rope(rq.copy(), pos, 1e4), ops.attention(q, k, v, 150, n_threads=threads)))
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
+    silu, norm, soft, rope, att = runs[1]
+    np.testing.assert_allclose(silu, REF.silu_mul(g, u), rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(norm, REF.rms_norm(x, w, 1e-5), rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(soft, REF.softmax(x), rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(rope, REF.rope(rq.copy(), pos, 1e4), rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(att, REF.attention(q, k, v, 150), rtol=2e-5, atol=2e-6)

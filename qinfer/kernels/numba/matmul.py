@@ -4,39 +4,27 @@ Quantized weights: the activations are quantized once per call exactly like
 the native core (csrc/act_quant.c: per 32 values for the 32-element formats,
 per 256 with 16-value sums for the K-quants, q = round_half_even(x*127/amax)),
 then every output row is an integer dot product per block with a float scale
-per block, in the same float formula as the C kernels; chunks of rows run on
-the calling thread and row_pool's workers. The K-quant kernels live in
-matmul_kquant.py; one token of the types in matvec_decode.TYPES goes through
-that module's float-decoding kernels instead. F16/BF16 weights are converted
-to float32 a slab at a time in registers (no table) and dotted with fastmath;
+per block, written as LLVM vector IR (matmul_ir.py); chunks of rows run on
+the calling thread and row_pool's workers. F16/BF16 weights are converted to
+float32 a slab at a time in registers (no table) and dotted with fastmath;
 F32 weights use numpy's BLAS a slab of rows at a time.
 
-How the kernels are written so that LLVM vectorises them (benches/README.md,
-"Numba backend", has the measurements):
-- The weights are one flat read-only byte array plus a row stride (also for a
-  memory-mapped slice with padded rows), indexed with unsigned integers:
-  signed indices make Numba emit a negative-index wraparound test per load.
-- Integer sums are cast back to int32 after every step (Numba widens integer
-  arithmetic to int64, which halves the vector width); int8 x int16 products
-  then become vpmaddwd.
-- The length of each inner loop over a block's codes (16 or 32) is a run-time
-  argument `lane`, not a literal: with a literal, LLVM fully unrolls the loop
-  first and is left with scalar code; with an unknown count the loop
-  vectoriser handles it (one vector iteration for the real count).
+The weights are one flat read-only byte array plus a row stride (also for a
+memory-mapped slice with padded rows), indexed with unsigned integers: signed
+indices make Numba emit a negative-index wraparound test per load.
 """
 import numba
 import numpy as np
 from numba import njit
 
-from . import matmul_kquant, matvec_decode
-from .matmul_kquant import HARDWARE_F16, bit_set, f16_at, half_to_float, i32, mac, u8
+from . import matmul_ir
 from .row_pool import claim, finish, run
+from .vector_ir import HARDWARE_F16, half_to_float
 
 F32 = np.float32
 U = np.uintp
 SLAB_BYTES = 4 << 20
 CHUNK = 256          # F16/BF16: floats converted per slab (stays in L1)
-BIT = np.uint32(1) << np.arange(32, dtype=np.uint32)   # Q5 high-bit masks (no variable shifts)
 
 
 def flat_rows(w):
@@ -132,93 +120,6 @@ def _dot_f32(a, x, x0, n):
     return s
 
 
-# ---- 32-element formats ---------------------------------------------------------
-# Block layouts (REFERENCE.md §1); weight = dw*u + cw with u the unsigned code
-# (Q4_0: cw = -8*dw, Q5_0: -16*dw, Q4_1/Q5_1: cw = m), so a block's dot product
-# is dw*da*sum(u*q) + cw*da*sum(q), as in csrc/dot_legacy.c.
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _mm_q4(w, stride, q, d, s16, out, with_min, lane, state, chunk_rows):
-    n_tok, n_in = q.shape
-    bb = 20 if with_min else 18
-    qs0 = 4 if with_min else 2
-    while True:
-        r0, r1 = claim(state, chunk_rows, out.shape[1])
-        if r0 >= r1:
-            break
-        for r in range(r0, r1):
-            for t in range(n_tok):
-                qt = q[t]
-                acc = F32(0.0)
-                for b in range(n_in // 32):
-                    o = r * stride + b * bb
-                    dw = f16_at(w, o)
-                    cw = f16_at(w, o + 2) if with_min else F32(-8.0) * dw
-                    s_lo = s_hi = i32(0)
-                    for j in range(lane):
-                        c = w[U(o + qs0 + j)]
-                        s_lo = mac(s_lo, u8(c & 15), qt[U(32 * b + j)])
-                        s_hi = mac(s_hi, u8(c >> 4), qt[U(32 * b + 16 + j)])
-                    isum = s_lo + s_hi
-                    da = d[t, b]
-                    acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
-                out[t, r] = acc
-        finish(state, r1 - r0)
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _mm_q5(w, stride, q, d, s16, out, with_min, lane, state, chunk_rows):
-    n_tok, n_in = q.shape
-    bb = 24 if with_min else 22
-    qh0 = 4 if with_min else 2
-    while True:
-        r0, r1 = claim(state, chunk_rows, out.shape[1])
-        if r0 >= r1:
-            break
-        for r in range(r0, r1):
-            for t in range(n_tok):
-                qt = q[t]
-                acc = F32(0.0)
-                for b in range(n_in // 32):
-                    o = r * stride + b * bb
-                    dw = f16_at(w, o)
-                    cw = f16_at(w, o + 2) if with_min else F32(-16.0) * dw
-                    qh = (np.uint32(w[U(o + qh0)]) | (np.uint32(w[U(o + qh0 + 1)]) << 8) |
-                          (np.uint32(w[U(o + qh0 + 2)]) << 16) | (np.uint32(w[U(o + qh0 + 3)]) << 24))
-                    s_lo = s_hi = i32(0)
-                    for j in range(lane):
-                        c = w[U(o + qh0 + 4 + j)]
-                        s_lo = mac(s_lo, u8(u8(c & 15) | u8(bit_set(qh, BIT[U(j)]) << 4)), qt[U(32 * b + j)])
-                        s_hi = mac(s_hi, u8(u8(c >> 4) | u8(bit_set(qh, BIT[U(j + 16)]) << 4)), qt[U(32 * b + 16 + j)])
-                    isum = s_lo + s_hi
-                    da = d[t, b]
-                    acc += dw * da * F32(isum) + cw * (da * F32(s16[t, 2 * b] + s16[t, 2 * b + 1]))
-                out[t, r] = acc
-        finish(state, r1 - r0)
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def _mm_q8_0(w, stride, q, d, out, lane, state, chunk_rows):
-    n_tok, n_in = q.shape
-    wi = w.view(np.int8)
-    while True:
-        r0, r1 = claim(state, chunk_rows, out.shape[1])
-        if r0 >= r1:
-            break
-        for r in range(r0, r1):
-            for t in range(n_tok):
-                qt = q[t]
-                acc = F32(0.0)
-                for b in range(n_in // 32):
-                    o = r * stride + b * 34
-                    isum = i32(0)
-                    for j in range(2 * lane):
-                        isum = mac(isum, wi[U(o + 2 + j)], qt[U(32 * b + j)])
-                    acc += f16_at(w, o) * d[t, b] * F32(isum)
-                out[t, r] = acc
-        finish(state, r1 - r0)
-
-
 def matmul(qt, w, x, out, n_threads=None):
     """out[:] = x @ W.T; arguments already validated (numpy_backend.Backend.matmul_args)."""
     n_tok, n_in = x.shape
@@ -252,25 +153,13 @@ def matmul_rows(qt, flat, stride, n_out, x, out, n_threads=None):
     n_tok, n_in = x.shape
     if n_out == 0 or n_tok == 0:
         return out
-    lane = 16   # the inner loop length, a run-time value (module doc)
     n_threads = n_threads or numba.get_num_threads()
     if qt.name in ("F16", "BF16"):
         run(_mm_half, (flat.view(np.uint16), stride // 2, x, out, qt.name == "BF16"), n_out, n_threads)
         return out
-    if n_tok == 1 and qt.name in matvec_decode.TYPES:
-        return matvec_decode.matvec(qt.name, flat, stride, x, out, n_threads, lane)
-    block = 256 if qt.block_size == 256 else 32
+    block = matmul_ir.BLOCK[qt.name]
     q = np.empty((n_tok, n_in), dtype=np.int8)
     d = np.empty((n_tok, n_in // block), dtype=np.float32)
     s16 = np.empty((n_tok, n_in // 16), dtype=np.int32)
     quantize_act(x, block, q, d, s16)
-    name = qt.name
-    if name in ("Q4_0", "Q4_1"):
-        run(_mm_q4, (flat, stride, q, d, s16, out, name == "Q4_1", lane), n_out, n_threads)
-    elif name in ("Q5_0", "Q5_1"):
-        run(_mm_q5, (flat, stride, q, d, s16, out, name == "Q5_1", lane), n_out, n_threads)
-    elif name == "Q8_0":
-        run(_mm_q8_0, (flat, stride, q, d, out, lane), n_out, n_threads)
-    else:
-        matmul_kquant.matmul(qt.ggml_id, flat, stride, q, d, s16, out, lane, n_threads)
-    return out
+    return matmul_ir.matmul(qt.name, flat, stride, q, d, s16, out, n_threads)
