@@ -125,7 +125,13 @@ def test_long_word(vocab):
     assert vocab.tok.encode(text, add_bos=False) == vocab.oracle.encode(text, bos=False, eos=False)
 
 
-TEXTS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
+# Code points unassigned in this Python's Unicode tables (Cn; 3.11 has Unicode
+# 14.0) are left out: tiktoken's newer tables give some of them a letter or
+# mark category, so the pre-tokenizer splits them differently (a documented
+# limitation of qinfer/tokenizer/pretokenize.py, found here with U+13440, a
+# Unicode 15 mark; newer Pythons carry newer tables).
+ASSIGNED = st.characters(blacklist_categories=("Cs", "Cn"))
+TEXTS = st.text(alphabet=ASSIGNED, max_size=80)
 
 
 @settings(max_examples=60, deadline=None)
@@ -143,7 +149,8 @@ def test_random_text_roundtrip_and_incremental_decode(vocab, text):
 
 # special-token strings (the 20 named ones and a few fillers) mixed into random text
 SPECIAL_STRINGS = [*LEGACY_TEKKEN_SPECIALS, "<SPECIAL_20>", "<SPECIAL_500>", "<SPECIAL_999>"]
-MIXED = st.lists(st.one_of(st.text(max_size=12), st.sampled_from(SPECIAL_STRINGS)), max_size=8).map("".join)
+MIXED = st.lists(st.one_of(st.text(alphabet=ASSIGNED, max_size=12), st.sampled_from(SPECIAL_STRINGS)),
+                 max_size=8).map("".join)
 
 
 @settings(max_examples=40, deadline=None)
