@@ -147,3 +147,41 @@ int qi_silu_mul_mt_f32(const float *gate, const float *up, float *out, int64_t n
     else silu_task(&j, 0, 1);
     return QI_OK;
 }
+
+/* MoE routing (qinfer/kernels/ops.py, moe_route): per row, logits = router . h
+ * and their softmax in double, the k most probable experts (on exactly equal
+ * probabilities the lower id first, like a stable sort) in descending order,
+ * and their probabilities renormalised to sum 1. One row's result never
+ * depends on the other rows. */
+int qi_moe_route_f32(const float *h, const float *router, int64_t n_rows, int64_t d, int64_t n_expert,
+                     int64_t k, int64_t *experts, float *weights) {
+    if (n_rows < 0 || d <= 0 || n_expert <= 0 || n_expert > 256 || k <= 0 || k > n_expert) return QI_EINVAL;
+    double p[256];
+    unsigned char taken[256];
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *x = h + r * d;
+        double mx = -INFINITY;
+        for (int64_t e = 0; e < n_expert; e++) {
+            const float *w = router + e * d;
+            double s = 0.0;
+            for (int64_t i = 0; i < d; i++) s += (double)x[i] * (double)w[i];
+            p[e] = s;
+            mx = s > mx ? s : mx;
+            taken[e] = 0;
+        }
+        double total = 0.0;
+        for (int64_t e = 0; e < n_expert; e++) { p[e] = exp(p[e] - mx); total += p[e]; }
+        double chosen = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            int64_t best = -1;
+            for (int64_t e = 0; e < n_expert; e++)
+                if (!taken[e] && (best < 0 || p[e] > p[best])) best = e;
+            taken[best] = 1;
+            experts[r * k + j] = best;
+            chosen += p[best] / total;
+        }
+        for (int64_t j = 0; j < k; j++)
+            weights[r * k + j] = (float)((p[experts[r * k + j]] / total) / chosen);
+    }
+    return QI_OK;
+}

@@ -12,24 +12,10 @@ import numpy as np
 
 
 def route(h, router, n_used, ops):
-    """Top-k experts per token and their renormalised weights.
+    """Top-k experts per token and their renormalised weights (ops.moe_route).
     h: float32 [n, n_embd]; router: float32 [n_expert, n_embd].
     Returns (experts int64 [n, k], weights float32 [n, k])."""
-    probs = ops.softmax(np.ascontiguousarray(h @ router.T, dtype=np.float32))
-    # Stable sort of -p: on exact ties the lower expert id wins.
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :n_used]
-    w = np.take_along_axis(probs, top, axis=1)
-    return top, (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _route_one(h, router, n_used, ops):
-    """route() for one token, without the per-call cost of numpy's general
-    paths (a generation step runs this once per layer): same order of float
-    operations, so the same experts and weights."""
-    probs = ops.softmax(np.ascontiguousarray(h @ router.T, dtype=np.float32))[0]
-    top = sorted(range(probs.shape[0]), key=lambda e: -probs[e])[:n_used]   # stable: ties keep the lower id
-    w = probs[top]
-    return top, (w / w.sum()).astype(np.float32)
+    return ops.moe_route(h, router, n_used)
 
 
 def moe_ffn(h, ffn, n_used, linear, ops, linear_group=None):
@@ -45,8 +31,8 @@ def moe_one_token(h, ffn, n_used, linear, ops, linear_group):
     """moe_batched for h of one row (a generation step, once per layer) with the
     same arithmetic, minus numpy's per-call costs of sorting, unique and fancy
     indexing (~200 us a layer)."""
-    top, weights = _route_one(h, ffn.router, n_used, ops)
-    chosen = sorted(zip(weights, top), key=lambda p: p[1])   # ascending id, moe_batched's order
+    experts, weights = route(h, ffn.router, n_used, ops)
+    chosen = sorted(zip(weights[0], experts[0].tolist()), key=lambda p: p[1])   # ascending id, moe_batched's order
     # The chosen experts' gate and up matrices all read h: one call for
     # two experts (Mixtral's top-2), so the threads are waited for once.
     mats = [m for _, e in chosen for m in (ffn.gate[e], ffn.up[e])]

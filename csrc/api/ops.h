@@ -14,3 +14,5 @@ int qi_rope_apply_f32(float *x, const double *cs, int64_t n_tok, int64_t n_head,
 int qi_rms_norm_mt_f32(const float *x, const float *w, float *out, int64_t n_rows, int64_t d, float eps,
                        int n_threads);
 int qi_silu_mul_mt_f32(const float *gate, const float *up, float *out, int64_t n, int n_threads);
+int qi_moe_route_f32(const float *h, const float *router, int64_t n_rows, int64_t d, int64_t n_expert,
+                     int64_t k, int64_t *experts, float *weights);

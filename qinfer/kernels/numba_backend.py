@@ -1,7 +1,7 @@
 """Numba backend: jitted kernels in qinfer.kernels.numba.<family>.
 
 Same function names and signatures as the numpy reference (see
-numpy_backend); the modules parallelise over rows with prange.
+numpy_backend); matmuls and ops share rows through row_pool's threads.
 matmul(qt, w, x, out=None, n_threads=None) is qinfer.kernels.numba.matmul.
 """
 import importlib

@@ -7,11 +7,17 @@
     h = ops.silu_mul(gate, up)                   # silu(gate) * up
     o = ops.attention(q, k_cache, v_cache, pos0, window, n_threads=None)
                                                  # float32 [n, n_head, head_dim_v]
+    e, w = ops.moe_route(h, router, k)           # MoE: experts int64 [n, k], weights float32 [n, k]
 
 RoPE is llama.cpp's NORM mode (adjacent pairs). Attention is causal over cache
 positions 0..pos0+n-1 with grouped-query heads (query head h reads KV head
 h // (n_head / n_head_kv)), scale 1/sqrt(head_dim), and an optional sliding
 window (a query sees its last `window` positions, itself included).
+
+moe_route is llama.cpp's Mixtral routing: softmax over all experts of
+router . h, the k most probable (equal probabilities: lower id first) in
+descending order, their probabilities renormalised to sum 1; computed in
+float64, each row independently of the others.
 
 n_threads caps the threads attention splits its heads over (the C version;
 Numba uses its own pool, numpy one thread).

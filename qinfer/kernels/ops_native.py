@@ -74,6 +74,15 @@ class NativeOps:
               "softmax")
         return out
 
+    def moe_route(self, h, router, k):
+        h, router = _f32(h), _f32(router)
+        n, d = h.shape
+        experts = np.empty((n, k), dtype=np.int64)
+        weights = np.empty((n, k), dtype=np.float32)
+        check(lib.qi_moe_route_f32(ptr(h, "const float *"), ptr(router, "const float *"), n, d, router.shape[0], k,
+                                   ptr(experts, "int64_t *"), ptr(weights, "float *")), "moe_route")
+        return experts, weights
+
     def silu_mul(self, gate, up, out=None):
         gate, up = _f32(gate), _f32(up)
         out = _out(out, gate.shape)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .numba import ops as k
+from .ops_numpy import NumpyOps
 
 
 def _out(out, shape):
@@ -28,6 +29,11 @@ class NumbaOps:
         out = _out(out, x.shape)
         k.softmax(x, out)
         return out
+
+    def moe_route(self, h, router, k):
+        # A few thousand multiply-adds per token and layer: the numpy
+        # reference (float64 BLAS) is as fast as a jitted loop would be.
+        return NumpyOps.moe_route(self, h, router, k)
 
     def silu_mul(self, gate, up, out=None):
         out = _out(out, gate.shape)

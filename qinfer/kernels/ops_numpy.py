@@ -38,6 +38,14 @@ class NumpyOps:
         out[...] = res
         return out
 
+    def moe_route(self, h, router, k):
+        logits = h.astype(np.float64) @ router.astype(np.float64).T
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        top = np.argsort(-p, axis=1, kind="stable")[:, :k]     # ties: the lower id first
+        w = np.take_along_axis(p, top, axis=1)
+        return top.astype(np.int64), (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
     def silu_mul(self, gate, up, out=None):
         g = gate.astype(np.float64)
         res = (g / (1.0 + np.exp(-g)) * up).astype(np.float32)
