@@ -339,6 +339,14 @@ static void attn_task(void *p, int ith, int nth) {
                                     j->kv_f16);
     if (rc != QI_OK) atomic_store(&j->rc, rc);
 }
+/* Below this many multiply-adds (~20 us) waking the pool's workers costs
+ * more than it saves: one thread. Otherwise up to one thread per head. */
+int qi_attention_threads(int64_t n_tok, int64_t n_head, int64_t n_kv, int64_t d, int64_t dv, int n_threads) {
+    const double work = (double)n_tok * (double)n_head * (double)n_kv * (double)(d + dv);
+    if (work < 65536.0 || n_threads <= 1) return 1;
+    return n_threads < n_head ? n_threads : (int)n_head;
+}
+
 int qi_attention_mt_f32(const float *q, const void *k, const void *v, float *out, float *scratch,
                         int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t d, int64_t dv,
                         int64_t pos0, int64_t window, int kv_f16, int n_threads) {

@@ -28,6 +28,7 @@ class Forward:
             self.ops = self.ops.with_threads(n_threads)
         self.n_threads = n_threads
         self._bound = {}     # id(Matrix) -> x @ W.T, from the backend's bind_matmul
+        self.use_blocks = True   # several ops per backend call where it offers that (tests turn it off)
 
     # -- building blocks ---------------------------------------------------------
 
@@ -77,11 +78,47 @@ class Forward:
                           n_threads=self.n_threads)
         return self.linear(layer.wo, o.reshape(n, hp.n_head * hp.head_dim_v))
 
+    def add_attention(self, i, layer, x, pos0, pos):
+        """x += attention(rms_norm(x) * attn_norm), in one backend call where
+        the backend offers it (bind_attn_block; same arithmetic as attention())."""
+        hp = self.hp
+        key = ("attn", id(layer))
+        block = self._bound.get(key, False)
+        if block is False:
+            bind = getattr(self.be, "bind_attn_block", None) if self.use_blocks else None
+            block = None
+            if bind is not None and hasattr(self.ops, "rope_table"):
+                block = bind([(m.qtype, m.data) for m in (layer.wq, layer.wk, layer.wv, layer.wo)],
+                             layer.attn_norm, hp.rms_eps, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v,
+                             hp.sliding_window or 0, n_threads=self.n_threads)
+            self._bound[key] = block
+        if block is not None:
+            block(x, self.ops.rope_table(pos, hp.head_dim, hp.rope_base), self.cache.k[i], self.cache.v[i], pos0)
+        else:
+            x += self.attention(i, layer, self.ops.rms_norm(x, layer.attn_norm, hp.rms_eps), pos0, pos)
+
     def ffn(self, layer, h):
         f = layer.ffn
         if isinstance(f, DenseFFN):
             return self.linear(f.down, self.ops.silu_mul(*self.linear_group((f.gate, f.up), h)))
         return moe_ffn(h, f, self.hp.n_expert_used, self.linear, self.ops, self.linear_group)
+
+    def add_ffn(self, layer, x):
+        """x += ffn(rms_norm(x) * ffn_norm), in one backend call where the
+        backend offers it (bind_ffn_block; same arithmetic as the ops below)."""
+        f = layer.ffn
+        block = self._bound.get(id(f), False)
+        if block is False:
+            bind = getattr(self.be, "bind_ffn_block", None) if self.use_blocks else None
+            block = None
+            if bind is not None and isinstance(f, DenseFFN):
+                block = bind([(m.qtype, m.data) for m in (f.gate, f.up, f.down)], layer.ffn_norm, self.hp.rms_eps,
+                             n_threads=self.n_threads)
+            self._bound[id(f)] = block
+        if block is not None:
+            block(x)
+        else:
+            x += self.ffn(layer, self.ops.rms_norm(x, layer.ffn_norm, self.hp.rms_eps))
 
     # -- the pass ----------------------------------------------------------------
 
@@ -92,8 +129,8 @@ class Forward:
         pos = np.arange(pos0, pos0 + len(ids), dtype=np.int32)
         x = self.embed(ids)
         for i, layer in enumerate(self.w.layers):
-            x += self.attention(i, layer, ops.rms_norm(x, layer.attn_norm, eps), pos0, pos)
-            x += self.ffn(layer, ops.rms_norm(x, layer.ffn_norm, eps))
+            self.add_attention(i, layer, x, pos0, pos)
+            self.add_ffn(layer, x)
         if last_only:
             x = x[-1:]
         return self.linear(self.w.output, ops.rms_norm(x, self.w.output_norm, eps))

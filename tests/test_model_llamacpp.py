@@ -135,3 +135,31 @@ def test_llamacpp_moe_file_has_merged_experts(f16_files, tmp_path):
     f = GGUFFile(path)
     assert f.tensors["blk.0.ffn_gate_inp.weight"].qtype.name == "F32"
     assert f.tensors["blk.0.ffn_down_exps.weight"].shape == (256, 256, 8)
+
+
+@pytest.mark.parametrize("kind, ftype, kv", [("mistral", "F16", "f16"), ("mistral", "Q4_K_M", "f16"),
+                                             ("mistral", "Q4_0", "f32"), ("mistral", "Q8_0", "f16"),
+                                             ("mixtral", "Q4_K_M", "f16")])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_layer_blocks_equal_the_per_op_path(f16_files, tmp_path, kind, ftype, kv, threads):
+    """The native backend runs a layer's attention (qi_attn_block_f32) and a
+    dense layer's FFN (qi_ffn_block_f32) as one C call each. They are
+    composed of the C functions the per-op path calls, so a prompt and the
+    generation steps after it give the same bits with and without them
+    (F16 and F32 KV caches; Mixtral layers: the attention block only)."""
+    from backends import available
+    if "native" not in available():
+        pytest.skip("the C core is not built")
+    path = f16_files[kind]
+    if ftype != "F16":
+        path = llama_quantize(path, tmp_path / f"{kind}-{ftype}.gguf", ftype)
+    runs = []
+    for blocks in (True, False):
+        m = qinfer.load(path, n_ctx=64, n_threads=threads, backend="native", kv_type=kv)
+        m._forward.use_blocks = blocks
+        prompt = m.eval(PROMPT)
+        steps = [m.eval([t], last_only=True) for t in (5, 77, 300)]
+        runs.append((prompt, steps))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)

@@ -16,3 +16,6 @@ int qi_rms_norm_mt_f32(const float *x, const float *w, float *out, int64_t n_row
 int qi_silu_mul_mt_f32(const float *gate, const float *up, float *out, int64_t n, int n_threads);
 int qi_moe_route_f32(const float *h, const float *router, int64_t n_rows, int64_t d, int64_t n_expert,
                      int64_t k, int64_t *experts, float *weights);
+/* Threads qi_attention_mt_f32 is worth running on (1 for a small attention); its
+ * scratch then holds that many * 4 * (pos0 + n_tok) floats. */
+int qi_attention_threads(int64_t n_tok, int64_t n_head, int64_t n_kv, int64_t d, int64_t dv, int n_threads);

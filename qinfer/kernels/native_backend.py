@@ -180,3 +180,78 @@ class Backend:
 
         return run
 
+
+    def bind_ffn_block(self, mats, norm_w, eps, n_threads=None):
+        """x -> x += down(silu(gate(h)) * up(h)), h = rms_norm(x) * norm_w, in place
+        and in one C call (qi_ffn_block_f32): the same C functions as the per-op
+        path, bit for bit, without a return to Python between them.
+        mats: (qtype, rows) of gate, up, down (gate/up [hidden, dim])."""
+        (gt, gw), (ut, uw), (dt, dw) = mats
+        hidden, dim = gw.shape[0], dw.shape[0]
+        checked = [_Reference.matmul_args(qt, w, np.zeros((0, n), np.float32), None)[:2]
+                   for (qt, w), n in zip(mats, (dim, dim, hidden))]
+        types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
+        rows = [weight_rows(w) for _, w in checked]
+        ptrs = ffi.new("const uint8_t *[]", [p for p, _ in rows])
+        strides = ffi.new("int64_t[]", [st for _, st in rows])
+        norm = np.ascontiguousarray(norm_w, dtype=np.float32)
+        norm_c = ffi.from_buffer("float[]", norm)
+        threads = n_threads or os.cpu_count() or 1
+        work_size, block, name = lib.qi_ffn_block_work_size, lib.qi_ffn_block_f32, "FFN block"
+
+        def run(x):
+            if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
+                    and x.flags.writeable and x.ndim == 2 and x.shape[1] == dim):
+                raise QinferError(f"{name}: x must be a writable contiguous float32 [n, {dim}] array")
+            n_tok = x.shape[0]
+            need = work_size(types, n_tok, dim, hidden)
+            check(min(0, need), name)
+            work = self._work(need)
+            check(block(ffi.from_buffer("float[]", x), n_tok, dim, norm_c, float(eps), types, ptrs, strides, hidden,
+                        ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
+            _ = norm   # keep the norm weights alive as long as the closure
+            return x
+
+        return run
+
+    def bind_attn_block(self, mats, norm_w, eps, n_head, n_head_kv, head_dim, head_dim_v, window, n_threads=None):
+        """(x, rope_cs, k_cache, v_cache, pos0) -> x += wo(attention(...)) in place, in
+        one C call (qi_attn_block_f32; the per-op path's C functions, bit for bit):
+        RMSNorm, Q/K/V, RoPE from the table rope_cs (NativeOps.rope_table of the
+        positions), K/V written into this layer's caches at pos0.., attention, wo.
+        mats: (qtype, rows) of wq, wk, wv, wo."""
+        dim = mats[3][1].shape[0]   # wo's rows: the model width
+        n_ins = (dim, dim, dim, n_head * head_dim_v)
+        checked = [_Reference.matmul_args(qt, w, np.zeros((0, n), np.float32), None)[:2]
+                   for (qt, w), n in zip(mats, n_ins)]
+        types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
+        rows = [weight_rows(w) for _, w in checked]
+        ptrs = ffi.new("const uint8_t *[]", [p for p, _ in rows])
+        strides = ffi.new("int64_t[]", [st for _, st in rows])
+        norm = np.ascontiguousarray(norm_w, dtype=np.float32)
+        norm_c = ffi.from_buffer("float[]", norm)
+        threads = n_threads or os.cpu_count() or 1
+        work_size, block, name = lib.qi_attn_block_work_size, lib.qi_attn_block_f32, "attention block"
+
+        def run(x, rope_cs, k_cache, v_cache, pos0):
+            if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
+                    and x.flags.writeable and x.ndim == 2 and x.shape[1] == dim):
+                raise QinferError(f"{name}: x must be a writable contiguous float32 [n, {dim}] array")
+            n_tok = x.shape[0]
+            if not (k_cache.flags.c_contiguous and v_cache.flags.c_contiguous and k_cache.dtype == v_cache.dtype
+                    and k_cache.dtype in (np.float16, np.float32) and k_cache.shape[1:] == (n_head_kv, head_dim)
+                    and v_cache.shape[1:] == (n_head_kv, head_dim_v) and v_cache.shape[0] == k_cache.shape[0]
+                    and 0 <= pos0 and pos0 + n_tok <= k_cache.shape[0]
+                    and rope_cs.dtype == np.float64 and rope_cs.size == n_tok * head_dim):
+                raise QinferError(f"{name}: caches, positions or RoPE table do not fit")
+            need = work_size(types, n_tok, dim, n_head, n_head_kv, head_dim, head_dim_v, pos0 + n_tok, threads)
+            check(min(0, need), name)
+            work = self._work(need)
+            check(block(ffi.from_buffer("float[]", x), n_tok, dim, norm_c, float(eps), types, ptrs, strides,
+                        n_head, n_head_kv, head_dim, head_dim_v, ffi.from_buffer("double[]", rope_cs),
+                        ffi.from_buffer(k_cache), ffi.from_buffer(v_cache), int(k_cache.dtype == np.float16),
+                        int(pos0), int(window), ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
+            _ = norm   # keep the norm weights alive as long as the closure
+            return x
+
+        return run

@@ -12,11 +12,6 @@ from qinfer._native import lib  # noqa: E402  (ImportError = not built)
 
 from .native_backend import check, ptr
 
-# Below this many multiply-adds (~20 us) waking the pool's workers (a few us)
-# costs more than it saves.
-_PARALLEL_MIN_WORK = 1 << 16
-
-
 def _out(out, shape):
     return np.empty(shape, dtype=np.float32) if out is None else out
 
@@ -47,13 +42,13 @@ class NativeOps:
             raise ValueError("rope works in place on a contiguous float32 array")
         pos = np.ascontiguousarray(pos, dtype=np.int32)
         n, h, d = x.shape
-        check(lib.qi_rope_apply_f32(ptr(x, "float *"), ptr(self._rope_table(pos, d, base), "const double *"),
+        check(lib.qi_rope_apply_f32(ptr(x, "float *"), ptr(self.rope_table(pos, d, base), "const double *"),
                                     n, h, d), "rope")
         return x
 
     _tables = threading.local()
 
-    def _rope_table(self, pos, d, base):
+    def rope_table(self, pos, d, base):
         """cos/sin of the angles at pos, kept for the next call: a forward pass
         rotates Q and K of every layer at the same positions (one table per
         thread, as models may run in several)."""
@@ -101,8 +96,7 @@ class NativeOps:
         f16 = int(k_cache.dtype == np.float16)
         out = _out(out, (n, n_head, dv))
         n_kv = pos0 + n
-        work = n * n_head * n_kv * (d + dv)
-        threads = min(n_threads or self.n_threads, n_head) if work >= _PARALLEL_MIN_WORK else 1
+        threads = lib.qi_attention_threads(n, n_head, n_kv, d, dv, n_threads or self.n_threads)
         scratch = np.empty((threads, 4 * n_kv), dtype=np.float32)  # QI_ATTN_QB score rows per thread
         check(lib.qi_attention_mt_f32(ptr(q, "const float *"), ptr(k_cache, "const void *"),
                                       ptr(v_cache, "const void *"), ptr(out, "float *"),
