@@ -27,7 +27,7 @@ class Forward:
         if n_threads and hasattr(self.ops, "with_threads"):
             self.ops = self.ops.with_threads(n_threads)
         self.n_threads = n_threads
-        self._bound = {}     # id(Matrix) -> x @ W.T, from the backend's bind_matmul
+        self._bound = {}     # id(Matrix), ids of a group, or a block's key -> its bound backend call
         self.use_blocks = True   # several ops per backend call where it offers that (tests turn it off)
 
     # -- building blocks ---------------------------------------------------------
@@ -78,20 +78,23 @@ class Forward:
                           n_threads=self.n_threads)
         return self.linear(layer.wo, o.reshape(n, hp.n_head * hp.head_dim_v))
 
+    def _block(self, key, bind_name, args):
+        """The backend's fused call bind_name(*args()) for key, bound on first
+        use; None where the backend has none (or use_blocks is off): the
+        caller then runs the ops one by one."""
+        block = self._bound.get(key, False)
+        if block is False:
+            bind = getattr(self.be, bind_name, None) if self.use_blocks else None
+            block = self._bound[key] = bind(*args(), n_threads=self.n_threads) if bind is not None else None
+        return block
+
     def add_attention(self, i, layer, x, pos0, pos):
         """x += attention(rms_norm(x) * attn_norm), in one backend call where
         the backend offers it (bind_attn_block; same arithmetic as attention())."""
         hp = self.hp
-        key = ("attn", id(layer))
-        block = self._bound.get(key, False)
-        if block is False:
-            bind = getattr(self.be, "bind_attn_block", None) if self.use_blocks else None
-            block = None
-            if bind is not None and hasattr(self.ops, "rope_table"):
-                block = bind([(m.qtype, m.data) for m in (layer.wq, layer.wk, layer.wv, layer.wo)],
-                             layer.attn_norm, hp.rms_eps, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v,
-                             hp.sliding_window or 0, n_threads=self.n_threads)
-            self._bound[key] = block
+        block = self._block(("attn", id(layer)), "bind_attn_block", lambda: (
+            [(m.qtype, m.data) for m in (layer.wq, layer.wk, layer.wv, layer.wo)], layer.attn_norm,
+            hp.rms_eps, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v, hp.sliding_window or 0))
         if block is not None:
             block(x, self.ops.rope_table(pos, hp.head_dim, hp.rope_base), self.cache.k[i], self.cache.v[i], pos0)
         else:
@@ -105,16 +108,12 @@ class Forward:
 
     def add_ffn(self, layer, x):
         """x += ffn(rms_norm(x) * ffn_norm), in one backend call where the
-        backend offers it (bind_ffn_block; same arithmetic as the ops below)."""
+        backend offers it (bind_ffn_block, dense layers; same arithmetic as ffn())."""
         f = layer.ffn
-        block = self._bound.get(id(f), False)
-        if block is False:
-            bind = getattr(self.be, "bind_ffn_block", None) if self.use_blocks else None
-            block = None
-            if bind is not None and isinstance(f, DenseFFN):
-                block = bind([(m.qtype, m.data) for m in (f.gate, f.up, f.down)], layer.ffn_norm, self.hp.rms_eps,
-                             n_threads=self.n_threads)
-            self._bound[id(f)] = block
+        block = None
+        if isinstance(f, DenseFFN):
+            block = self._block(("ffn", id(f)), "bind_ffn_block", lambda: (
+                [(m.qtype, m.data) for m in (f.gate, f.up, f.down)], layer.ffn_norm, self.hp.rms_eps))
         if block is not None:
             block(x)
         else:

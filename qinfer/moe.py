@@ -5,17 +5,11 @@
     weights = probs[top] / sum(probs[top])         renormalised
     y       = sum_j weights_j * down_j(silu(gate_j x) * up_j x)
 
-Tokens are grouped by expert, so each expert's matrices are read once per
-batch no matter how many tokens chose it.
+The routing (softmax, top-k, renormalisation) is ops.moe_route. Tokens are
+grouped by expert, so each expert's matrices are read once per batch no
+matter how many tokens chose it.
 """
 import numpy as np
-
-
-def route(h, router, n_used, ops):
-    """Top-k experts per token and their renormalised weights (ops.moe_route).
-    h: float32 [n, n_embd]; router: float32 [n_expert, n_embd].
-    Returns (experts int64 [n, k], weights float32 [n, k])."""
-    return ops.moe_route(h, router, n_used)
 
 
 def moe_ffn(h, ffn, n_used, linear, ops, linear_group=None):
@@ -31,7 +25,7 @@ def moe_one_token(h, ffn, n_used, linear, ops, linear_group):
     """moe_batched for h of one row (a generation step, once per layer) with the
     same arithmetic, minus numpy's per-call costs of sorting, unique and fancy
     indexing (~200 us a layer)."""
-    experts, weights = route(h, ffn.router, n_used, ops)
+    experts, weights = ops.moe_route(h, ffn.router, n_used)
     chosen = sorted(zip(weights[0], experts[0].tolist()), key=lambda p: p[1])   # ascending id, moe_batched's order
     # The chosen experts' gate and up matrices all read h: one call for
     # two experts (Mixtral's top-2), so the threads are waited for once.
@@ -50,7 +44,7 @@ def moe_one_token(h, ffn, n_used, linear, ops, linear_group):
 
 def moe_batched(h, ffn, n_used, linear, ops, linear_group):
     """Tokens grouped by expert: each expert's matrices run once over its rows."""
-    experts, weights = route(h, ffn.router, n_used, ops)
+    experts, weights = ops.moe_route(h, ffn.router, n_used)
     out = np.zeros_like(h)
     for e in np.unique(experts):
         rows, slot = np.nonzero(experts == e)   # a token picks an expert at most once

@@ -246,22 +246,24 @@ def test_native_outputs_do_not_depend_on_the_batch(type_name, n_out, n_tok, seed
         assert np.array_equal(be.matmul(qt, w, x[t:t + 1], n_threads=1)[0], batched[t]), t
 
 
-@pytest.mark.skipif("native" not in FAST, reason="native core not built")
-def test_native_concurrent_callers():
-    """Two Python threads share the C pool: one gets it, the other runs on its own thread."""
+@pytest.mark.parametrize("backend", FAST)
+def test_concurrent_callers(backend):
+    """Two Python threads share the backend's threads. Native: one call gets
+    the C pool, the other runs on its own thread. Numba: each call has its
+    own row counter in row_pool, so neither takes or waits for the other's
+    rows. Either way each caller gets exactly its one-thread result."""
     qt = get_type("Q4_0")
     rng = np.random.default_rng(2)
     w = random_rows(qt, 256, 2048, rng)
-    xs = [rng.standard_normal((4, 2048)).astype(np.float32) for _ in range(2)]
-    be = get_backend("native")
+    xs = [rng.standard_normal((n, 2048)).astype(np.float32) for n in (1, 4)]
+    be = get_backend(backend)
     refs = [be.matmul(qt, w, x, n_threads=1) for x in xs]
     results, errors = [None, None], []
 
     def run(k):
         try:
-            for _ in range(20):
-                y = be.matmul(qt, w, xs[k], n_threads=2)
-                if not np.array_equal(y, refs[k]):
+            for _ in range(30):
+                if not np.array_equal(be.matmul(qt, w, xs[k], n_threads=2), refs[k]):
                     errors.append(k)
             results[k] = True
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -271,8 +273,8 @@ def test_native_concurrent_callers():
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert not errors and all(results)
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors and all(results)
 
 
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
@@ -467,34 +469,6 @@ def test_numba_threads_give_identical_bits(type_name):
         ref = be.matmul(qt, w, x, n_threads=1)
         for threads in (2, 3):
             assert np.array_equal(be.matmul(qt, w, x, n_threads=threads), ref), (n_tok, threads)
-
-
-@pytest.mark.skipif(matmul_ir is None, reason="numba not installed")
-def test_numba_concurrent_callers():
-    """Two Python threads share row_pool's workers; each call has its own row
-    counter, so neither takes or waits for the other's rows."""
-    qt = get_type("Q4_0")
-    rng = np.random.default_rng(2)
-    w = random_rows(qt, 256, 2048, rng)
-    xs = [rng.standard_normal((n, 2048)).astype(np.float32) for n in (1, 4)]
-    be = get_backend("numba")
-    refs = [be.matmul(qt, w, x, n_threads=1) for x in xs]
-    errors = []
-
-    def run(k):
-        try:
-            for _ in range(30):
-                if not np.array_equal(be.matmul(qt, w, xs[k], n_threads=2), refs[k]):
-                    errors.append(k)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and not errors
 
 
 # The AVX2 legacy tiles add int16 maddubs results of two half blocks and then

@@ -58,6 +58,24 @@ def weight_rows(w):
     return ffi.cast("const uint8_t *", w.ctypes.data), w.strides[0]
 
 
+def c_matrices(mats, n_ins):
+    """Checked (qtype, rows) pairs as the C arrays the multi-matrix calls take:
+    (types int[], row pointers, row strides int64_t[]); n_ins: each one's input length."""
+    checked = [_Reference.matmul_args(qt, w, np.zeros((0, n), np.float32), None)[:2]
+               for (qt, w), n in zip(mats, n_ins)]
+    rows = [weight_rows(w) for _, w in checked]
+    return (checked, ffi.new("int[]", [qt.ggml_id for qt, _ in checked]),
+            ffi.new("const uint8_t *[]", [p for p, _ in rows]), ffi.new("int64_t[]", [st for _, st in rows]))
+
+
+def residual_stream(x, dim, name):
+    """x as a C float pointer, if it is what a block updates in place: float32 [n, dim], contiguous, writable."""
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
+            and x.flags.writeable and x.ndim == 2 and x.shape[1] == dim):
+        raise QinferError(f"{name}: x must be a writable contiguous float32 [n, {dim}] array")
+    return ffi.from_buffer("float[]", x)
+
+
 def check(rc, what):
     if rc != 0:
         raise QinferError(f"native {what} failed with code {rc}")
@@ -154,12 +172,8 @@ class Backend:
         same input, in one C call (qi_matmul_multi): one activation
         quantization and one wait for the threads instead of one per matrix.
         mats: (qtype, rows) pairs. Outputs equal bind_matmul's bit for bit."""
-        checked = [_Reference.matmul_args(qt, w, np.zeros((0, n_in), np.float32), None)[:2] for qt, w in mats]
+        checked, types, ptrs, strides = c_matrices(mats, [n_in] * len(mats))
         n = len(checked)
-        types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
-        rows = [weight_rows(w) for _, w in checked]
-        ptrs = ffi.new("const uint8_t *[]", [p for p, _ in rows])
-        strides = ffi.new("int64_t[]", [st for _, st in rows])
         n_outs = [w.shape[0] for _, w in checked]
         n_out_c = ffi.new("int64_t[]", n_outs)
         threads = n_threads or os.cpu_count() or 1
@@ -186,30 +200,20 @@ class Backend:
         and in one C call (qi_ffn_block_f32): the same C functions as the per-op
         path, bit for bit, without a return to Python between them.
         mats: (qtype, rows) of gate, up, down (gate/up [hidden, dim])."""
-        (gt, gw), (ut, uw), (dt, dw) = mats
-        hidden, dim = gw.shape[0], dw.shape[0]
-        checked = [_Reference.matmul_args(qt, w, np.zeros((0, n), np.float32), None)[:2]
-                   for (qt, w), n in zip(mats, (dim, dim, hidden))]
-        types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
-        rows = [weight_rows(w) for _, w in checked]
-        ptrs = ffi.new("const uint8_t *[]", [p for p, _ in rows])
-        strides = ffi.new("int64_t[]", [st for _, st in rows])
-        norm = np.ascontiguousarray(norm_w, dtype=np.float32)
-        norm_c = ffi.from_buffer("float[]", norm)
+        hidden, dim = mats[0][1].shape[0], mats[2][1].shape[0]
+        _, types, ptrs, strides = c_matrices(mats, (dim, dim, hidden))
+        norm = ffi.from_buffer("float[]", np.ascontiguousarray(norm_w, dtype=np.float32))   # keeps the array alive
         threads = n_threads or os.cpu_count() or 1
-        work_size, block, name = lib.qi_ffn_block_work_size, lib.qi_ffn_block_f32, "FFN block"
+        name = "FFN block"
 
         def run(x):
-            if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
-                    and x.flags.writeable and x.ndim == 2 and x.shape[1] == dim):
-                raise QinferError(f"{name}: x must be a writable contiguous float32 [n, {dim}] array")
+            xp = residual_stream(x, dim, name)
             n_tok = x.shape[0]
-            need = work_size(types, n_tok, dim, hidden)
+            need = lib.qi_ffn_block_work_size(types, n_tok, dim, hidden)
             check(min(0, need), name)
             work = self._work(need)
-            check(block(ffi.from_buffer("float[]", x), n_tok, dim, norm_c, float(eps), types, ptrs, strides, hidden,
-                        ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
-            _ = norm   # keep the norm weights alive as long as the closure
+            check(lib.qi_ffn_block_f32(xp, n_tok, dim, norm, float(eps), types, ptrs, strides, hidden,
+                                       ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
             return x
 
         return run
@@ -221,22 +225,13 @@ class Backend:
         positions), K/V written into this layer's caches at pos0.., attention, wo.
         mats: (qtype, rows) of wq, wk, wv, wo."""
         dim = mats[3][1].shape[0]   # wo's rows: the model width
-        n_ins = (dim, dim, dim, n_head * head_dim_v)
-        checked = [_Reference.matmul_args(qt, w, np.zeros((0, n), np.float32), None)[:2]
-                   for (qt, w), n in zip(mats, n_ins)]
-        types = ffi.new("int[]", [qt.ggml_id for qt, _ in checked])
-        rows = [weight_rows(w) for _, w in checked]
-        ptrs = ffi.new("const uint8_t *[]", [p for p, _ in rows])
-        strides = ffi.new("int64_t[]", [st for _, st in rows])
-        norm = np.ascontiguousarray(norm_w, dtype=np.float32)
-        norm_c = ffi.from_buffer("float[]", norm)
+        _, types, ptrs, strides = c_matrices(mats, (dim, dim, dim, n_head * head_dim_v))
+        norm = ffi.from_buffer("float[]", np.ascontiguousarray(norm_w, dtype=np.float32))   # keeps the array alive
         threads = n_threads or os.cpu_count() or 1
-        work_size, block, name = lib.qi_attn_block_work_size, lib.qi_attn_block_f32, "attention block"
+        name = "attention block"
 
         def run(x, rope_cs, k_cache, v_cache, pos0):
-            if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
-                    and x.flags.writeable and x.ndim == 2 and x.shape[1] == dim):
-                raise QinferError(f"{name}: x must be a writable contiguous float32 [n, {dim}] array")
+            xp = residual_stream(x, dim, name)
             n_tok = x.shape[0]
             if not (k_cache.flags.c_contiguous and v_cache.flags.c_contiguous and k_cache.dtype == v_cache.dtype
                     and k_cache.dtype in (np.float16, np.float32) and k_cache.shape[1:] == (n_head_kv, head_dim)
@@ -244,14 +239,15 @@ class Backend:
                     and 0 <= pos0 and pos0 + n_tok <= k_cache.shape[0]
                     and rope_cs.dtype == np.float64 and rope_cs.size == n_tok * head_dim):
                 raise QinferError(f"{name}: caches, positions or RoPE table do not fit")
-            need = work_size(types, n_tok, dim, n_head, n_head_kv, head_dim, head_dim_v, pos0 + n_tok, threads)
+            need = lib.qi_attn_block_work_size(types, n_tok, dim, n_head, n_head_kv, head_dim, head_dim_v,
+                                               pos0 + n_tok, threads)
             check(min(0, need), name)
             work = self._work(need)
-            check(block(ffi.from_buffer("float[]", x), n_tok, dim, norm_c, float(eps), types, ptrs, strides,
-                        n_head, n_head_kv, head_dim, head_dim_v, ffi.from_buffer("double[]", rope_cs),
-                        ffi.from_buffer(k_cache), ffi.from_buffer(v_cache), int(k_cache.dtype == np.float16),
-                        int(pos0), int(window), ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
-            _ = norm   # keep the norm weights alive as long as the closure
+            check(lib.qi_attn_block_f32(xp, n_tok, dim, norm, float(eps), types, ptrs, strides,
+                                        n_head, n_head_kv, head_dim, head_dim_v, ffi.from_buffer("double[]", rope_cs),
+                                        ffi.from_buffer(k_cache), ffi.from_buffer(v_cache),
+                                        int(k_cache.dtype == np.float16), int(pos0), int(window),
+                                        ffi.from_buffer("uint8_t[]", work), work.size, threads), name)
             return x
 
         return run

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .numba import ops as k
-from .ops_numpy import NumpyOps
+from .ops_numpy import moe_route
 
 
 def _out(out, shape):
@@ -30,10 +30,7 @@ class NumbaOps:
         k.softmax(x, out)
         return out
 
-    def moe_route(self, h, router, k):
-        # A few thousand multiply-adds per token and layer: the numpy
-        # reference (float64 BLAS) is as fast as a jitted loop would be.
-        return NumpyOps.moe_route(self, h, router, k)
+    moe_route = staticmethod(moe_route)
 
     def silu_mul(self, gate, up, out=None):
         out = _out(out, gate.shape)

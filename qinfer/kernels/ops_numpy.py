@@ -4,6 +4,17 @@ Numba and C versions. Shapes and semantics are those of qinfer.kernels.ops.
 import numpy as np
 
 
+def moe_route(h, router, k):
+    """ops.moe_route in float64 (also the Numba backend's: a few thousand
+    multiply-adds per token and layer, as fast through BLAS as jitted)."""
+    logits = h.astype(np.float64) @ router.astype(np.float64).T
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]     # ties: the lower id first
+    w = np.take_along_axis(p, top, axis=1)
+    return top.astype(np.int64), (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class NumpyOps:
     name = "numpy"
 
@@ -38,13 +49,7 @@ class NumpyOps:
         out[...] = res
         return out
 
-    def moe_route(self, h, router, k):
-        logits = h.astype(np.float64) @ router.astype(np.float64).T
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        top = np.argsort(-p, axis=1, kind="stable")[:, :k]     # ties: the lower id first
-        w = np.take_along_axis(p, top, axis=1)
-        return top.astype(np.int64), (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    moe_route = staticmethod(moe_route)
 
     def silu_mul(self, gate, up, out=None):
         g = gate.astype(np.float64)
